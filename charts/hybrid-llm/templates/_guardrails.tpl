@@ -1,0 +1,89 @@
+{{/*
+Combinations that render valid YAML but cannot work, or put a 70B serving path at risk.
+Each message names the value, says why, and says how to fix or override it.
+The schema handles types, enums and ranges; these checks need more than one value.
+*/}}
+{{- define "hybrid-llm.guardrails" -}}
+{{- $mode := .Values.nodePools.mode -}}
+{{- $anyPath := false -}}
+{{- $anySpot := false -}}
+
+{{- /* vLLM flags that current vLLM no longer accepts (swap-space went in vLLM 0.18; the others with the V0 engine). */ -}}
+{{- $removedFlags := list "swap-space" "num-scheduler-steps" "max-seq-len-to-capture" -}}
+{{- /* Flags the structured values own; setting them again in extraArgs would silently win or conflict. */ -}}
+{{- $ownedFlags := list "tensor-parallel-size" "max-model-len" "gpu-memory-utilization" "max-num-seqs" "max-num-batched-tokens" "enable-prefix-caching" "no-enable-prefix-caching" "served-model-name" "model" "port" -}}
+
+{{- range $name, $path := .Values.paths }}
+{{- if $path.enabled }}
+{{- $anyPath = true -}}
+{{- $at := printf "paths.%s" $name -}}
+
+{{- if eq $path.capacityType "spot" }}
+{{- $anySpot = true -}}
+{{- if eq $mode "kaito" }}
+{{- fail (printf "%s.capacityType is spot, but nodePools.mode is kaito: KAITO's own provisioner only creates on-demand nodes. Fix: set nodePools.mode=nap (Karpenter spot NodePool) or nodePools.mode=aks (AKS spot pool), or set %s.capacityType=on-demand." $at $at) }}
+{{- end }}
+{{- if and (eq $name "customer") (not $path.acknowledgeSpotEviction) }}
+{{- fail (printf "%s.capacityType is spot: a spot eviction takes a customer replica away with 30 s notice and a 70B replacement needs minutes to load. Fix: keep paths.customer.capacityType=on-demand, or override with paths.customer.acknowledgeSpotEviction=true." $at) }}
+{{- end }}
+{{- end }}
+
+{{- if and (eq $name "customer") (lt (int $path.replicas) 1) }}
+{{- fail (printf "%s.replicas is %d: the customer path keeps at least 1 replica because a 70B cold start takes minutes (node, image, 131 GiB of weights). Fix: set %s.replicas>=1, or set %s.enabled=false to run without the customer path." $at (int $path.replicas) $at $at) }}
+{{- end }}
+
+{{- $gpus := include "hybrid-llm.path.gpusPerNode" (dict "root" $ "name" $name "path" $path) | int }}
+{{- if ne (int $path.vllm.tensorParallelSize) $gpus }}
+{{- fail (printf "%s.vllm.tensorParallelSize is %d but %s has %d GPUs: one vLLM replica spans exactly one node's GPUs. Fix: set %s.vllm.tensorParallelSize=%d, or pick an instanceType with %d GPUs." $at (int $path.vllm.tensorParallelSize) $path.instanceType $gpus $at $gpus (int $path.vllm.tensorParallelSize)) }}
+{{- end }}
+
+{{- if gt (int $path.replicas) (int $path.nodePool.maxNodes) }}
+{{- fail (printf "%s.replicas is %d but %s.nodePool.maxNodes is %d: each replica needs a whole node, so the extra replicas would stay Pending. Fix: raise %s.nodePool.maxNodes to at least %d, or lower the replicas." $at (int $path.replicas) $at (int $path.nodePool.maxNodes) $at (int $path.replicas)) }}
+{{- end }}
+{{- if gt (int $path.nodePool.minNodes) (int $path.nodePool.maxNodes) }}
+{{- fail (printf "%s.nodePool.minNodes (%d) is above maxNodes (%d). Fix: make minNodes <= maxNodes." $at (int $path.nodePool.minNodes) (int $path.nodePool.maxNodes)) }}
+{{- end }}
+{{- if and (eq $name "customer") (eq $mode "aks") (lt (int $path.nodePool.minNodes) 1) }}
+{{- fail (printf "%s.nodePool.minNodes is 0 in aks mode: the autoscaler could remove the customer node and the next request would wait minutes for a cold start. Fix: set %s.nodePool.minNodes>=1." $at $at) }}
+{{- end }}
+
+{{- range $flag, $value := $path.vllm.extraArgs }}
+{{- if has $flag $removedFlags }}
+{{- fail (printf "%s.vllm.extraArgs.%s: current vLLM (0.18 and later, shipped by KAITO 0.11+) no longer has --%s and would refuse to start or ignore it. Fix: remove it from %s.vllm.extraArgs." $at $flag $flag $at) }}
+{{- end }}
+{{- if and (kindIs "bool" $value) (not $value) }}
+{{- fail (printf "%s.vllm.extraArgs.%s is false: KAITO passes every entry as `--%s False`, which switches a boolean flag on. Fix: remove the entry, or use vLLM's negative form, %s.vllm.extraArgs.no-%s=true." $at $flag $flag $at $flag) }}
+{{- end }}
+{{- if has $flag $ownedFlags }}
+{{- fail (printf "%s.vllm.extraArgs.%s: this flag is set from a dedicated value (or by KAITO) and must not be set twice. Fix: remove it from extraArgs and use the %s.vllm field for it." $at $flag $at) }}
+{{- end }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{- if $anyPath }}
+{{- if and (has $mode (list "nap" "aks")) (ne .Values.kaito.nodeProvisioner "byo") }}
+{{- fail (printf "nodePools.mode is %s, so this chart brings the GPU nodes, but kaito.nodeProvisioner is %s: KAITO would provision nodes of its own as well. Fix: install KAITO with --set nodeProvisioner=byo --set featureGates.disableNodeAutoProvisioning=true and set kaito.nodeProvisioner=byo, or use nodePools.mode=kaito." $mode .Values.kaito.nodeProvisioner) }}
+{{- end }}
+{{- if and (eq $mode "kaito") (eq .Values.kaito.nodeProvisioner "byo") }}
+{{- fail "nodePools.mode is kaito but kaito.nodeProvisioner is byo: with byo KAITO creates no nodes and this chart renders no node pools, so the paths would stay Pending. Fix: set kaito.nodeProvisioner to karpenter or azure-gpu-provisioner (as KAITO is installed), or use nodePools.mode=nap or aks." }}
+{{- end }}
+{{- if and $anySpot (not .Values.kaito.spotInstanceEnabled) }}
+{{- fail "a path runs on spot but kaito.spotInstanceEnabled is false: KAITO's NVIDIA device plugin would not tolerate the spot taint, so spot nodes would report no nvidia.com/gpu and the path would never start. Fix: install KAITO with --set spotInstance.enabled=true and set kaito.spotInstanceEnabled=true, or move the path to on-demand." }}
+{{- end }}
+{{- if eq .Values.modelAccess.source "keyVault" }}
+{{- range $field := list "vaultName" "tenantId" "clientId" }}
+{{- if not (get $.Values.modelAccess.keyVault $field) }}
+{{- fail (printf "modelAccess.source is keyVault but modelAccess.keyVault.%s is empty: the SecretProviderClass cannot reach the vault without it. Fix: set modelAccess.keyVault.%s, or use modelAccess.source=existingSecret." $field $field) }}
+{{- end }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{- if and (not $anyPath) (not .Values.azureOpenAI.enabled) }}
+{{- fail "both serving paths are disabled and azureOpenAI.enabled is false: there is nothing to serve. Fix: enable paths.customer or paths.batch, or set azureOpenAI.enabled=true." }}
+{{- end }}
+{{- if and .Values.azureOpenAI.enabled (not .Values.azureOpenAI.deployments) }}
+{{- fail "azureOpenAI.enabled is true but azureOpenAI.deployments is empty: requests could not name an Azure OpenAI deployment. Fix: map at least one public model name to a deployment, for example --set azureOpenAI.deployments.gpt-4\\.1-mini=gpt-4.1-mini." }}
+{{- end }}
+{{- end -}}

@@ -1,0 +1,187 @@
+{{/*
+Helpers, named by component: hybrid-llm.<component>.<thing>.
+Templates that take one serving path are called with (dict "root" $ "name" "customer" "path" $path).
+*/}}
+
+{{- define "hybrid-llm.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 40 | trimSuffix "-" -}}
+{{- end -}}
+
+{{/* Object name prefix: "<release>-<chart>", or just the release name when it already holds the chart name. */}}
+{{- define "hybrid-llm.fullname" -}}
+{{- if .Values.fullnameOverride -}}
+{{- .Values.fullnameOverride | trunc 40 | trimSuffix "-" -}}
+{{- else -}}
+{{- $name := include "hybrid-llm.name" . -}}
+{{- if contains $name .Release.Name -}}
+{{- .Release.Name | trunc 40 | trimSuffix "-" -}}
+{{- else -}}
+{{- printf "%s-%s" .Release.Name $name | trunc 40 | trimSuffix "-" -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "hybrid-llm.labels" -}}
+helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
+app.kubernetes.io/name: {{ include "hybrid-llm.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+app.kubernetes.io/part-of: hybrid-llm
+{{- with .Values.commonLabels }}
+{{ toYaml . }}
+{{- end }}
+{{- end -}}
+
+{{- define "hybrid-llm.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "hybrid-llm.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end -}}
+
+{{/* The SKU table, generated into files/skus.yaml from data/figures.yaml. */}}
+{{- define "hybrid-llm.skus" -}}
+{{- $skus := (.Files.Get "files/skus.yaml" | fromYaml).skus -}}
+{{- if not $skus -}}
+{{- fail "charts/hybrid-llm/files/skus.yaml is missing or has no `skus:` map: run `make render` to regenerate it from data/figures.yaml" -}}
+{{- end -}}
+{{- toYaml $skus -}}
+{{- end -}}
+
+{{/* GPUs per node of a path's instanceType. Every template that needs it goes through here, so an unknown SKU fails the same clear way whichever template Helm renders first. */}}
+{{- define "hybrid-llm.path.gpusPerNode" -}}
+{{- $skus := include "hybrid-llm.skus" .root | fromYaml -}}
+{{- $sku := get $skus .path.instanceType -}}
+{{- if not $sku -}}
+{{- fail (printf "paths.%s.instanceType %q is not in the SKU table (data/figures.yaml skus:). Known SKUs: %s. Fix: use one of them, or add the SKU with its GPU count and source to data/figures.yaml and run `make render`." .name .path.instanceType (keys $skus | sortAlpha | join ", ")) -}}
+{{- end -}}
+{{- $sku.gpus -}}
+{{- end -}}
+
+{{/* Annotations for objects that must survive `helm uninstall`. */}}
+{{- define "hybrid-llm.serving.keepAnnotation" -}}
+{{- if .Values.serving.keepOnUninstall }}
+helm.sh/resource-policy: keep
+{{- end }}
+{{- end -}}
+
+{{/* ---------- serving paths ---------- */}}
+
+{{/* InferenceSet name. vLLM serves the model under this name, so clients send it as "model". */}}
+{{- define "hybrid-llm.path.name" -}}
+{{- printf "%s-%s" (include "hybrid-llm.fullname" .root) .name -}}
+{{- end -}}
+
+{{- define "hybrid-llm.path.configMapName" -}}
+{{- printf "%s-vllm-config" (include "hybrid-llm.path.name" .) -}}
+{{- end -}}
+
+{{- define "hybrid-llm.path.serviceName" -}}
+{{- printf "%s-vllm" (include "hybrid-llm.path.name" .) -}}
+{{- end -}}
+
+{{- define "hybrid-llm.path.labels" -}}
+{{ include "hybrid-llm.labels" .root }}
+app.kubernetes.io/component: vllm-{{ .name }}
+{{- end -}}
+
+{{/* Labels KAITO copies onto the Workspaces it creates for a path: no Helm bookkeeping, since KAITO manages those. */}}
+{{- define "hybrid-llm.path.childLabels" -}}
+{{ include "hybrid-llm.selectorLabels" .root }}
+app.kubernetes.io/part-of: hybrid-llm
+app.kubernetes.io/component: vllm-{{ .name }}
+{{- end -}}
+
+{{/* Label KAITO puts on every pod of an InferenceSet's child Workspaces. */}}
+{{- define "hybrid-llm.path.podSelector" -}}
+inferenceset.kaito.sh/created-by: {{ include "hybrid-llm.path.name" . }}
+{{- end -}}
+
+{{/*
+Node labels the path's pods require (KAITO turns labelSelector.matchLabels into required node
+affinity). The path label keeps each path on its own pool. In the byo modes the capacity type
+and the SKU are required too, so a customer pod can never land on a spot node even if someone
+labels one by mistake. KAITO's own provisioner (mode kaito) stamps these labels onto the nodes
+it creates, so there only the path label is used: it may not stamp well-known labels.
+*/}}
+{{- define "hybrid-llm.path.nodeLabels" -}}
+{{- $mode := .root.Values.nodePools.mode -}}
+{{ .root.Values.nodePools.pathLabelKey }}: {{ .name }}
+{{- if eq $mode "nap" }}
+karpenter.sh/capacity-type: {{ .path.capacityType }}
+{{- end }}
+{{- if and (eq $mode "aks") (eq .path.capacityType "spot") }}
+kubernetes.azure.com/scalesetpriority: spot
+{{- end }}
+{{- if ne $mode "kaito" }}
+node.kubernetes.io/instance-type: {{ .path.instanceType }}
+{{- end }}
+{{- end -}}
+
+{{/* GPU taint on the path's nodes. KAITO's vLLM pods always tolerate sku=gpu:NoSchedule. */}}
+{{- define "hybrid-llm.nodePool.gpuTaint" -}}
+- key: sku
+  value: gpu
+  effect: NoSchedule
+{{- end -}}
+
+{{/* Taint on spot nodes. AKS adds it to spot agent pools; Karpenter on AKS does not, so nap mode adds it. KAITO's pods tolerate it on Azure. */}}
+{{- define "hybrid-llm.nodePool.spotTaint" -}}
+- key: kubernetes.azure.com/scalesetpriority
+  value: spot
+  effect: NoSchedule
+{{- end -}}
+
+{{- define "hybrid-llm.nodePool.name" -}}
+{{- include "hybrid-llm.path.name" . -}}
+{{- end -}}
+
+{{- define "hybrid-llm.nodePool.nodeClassName" -}}
+{{- printf "%s-gpu" (include "hybrid-llm.fullname" .) -}}
+{{- end -}}
+
+{{/* ---------- model access ---------- */}}
+
+{{/* Name of the Secret with key HF_TOKEN that KAITO reads. */}}
+{{- define "hybrid-llm.modelAccess.secretName" -}}
+{{- if eq .Values.modelAccess.source "keyVault" -}}
+{{- printf "%s-hf-token" (include "hybrid-llm.fullname" .) -}}
+{{- else -}}
+{{- .Values.modelAccess.existingSecret -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "hybrid-llm.modelAccess.syncerName" -}}
+{{- printf "%s-hf-token-sync" (include "hybrid-llm.fullname" .) -}}
+{{- end -}}
+
+{{/* ---------- shared pod security ---------- */}}
+
+{{- define "hybrid-llm.pod.securityContext" -}}
+runAsNonRoot: true
+runAsUser: 65532
+runAsGroup: 65532
+fsGroup: 65532
+seccompProfile:
+  type: RuntimeDefault
+{{- end -}}
+
+{{- define "hybrid-llm.container.securityContext" -}}
+runAsNonRoot: true
+runAsUser: 65532
+runAsGroup: 65532
+allowPrivilegeEscalation: false
+privileged: false
+readOnlyRootFilesystem: true
+capabilities:
+  drop: ["ALL"]
+seccompProfile:
+  type: RuntimeDefault
+{{- end -}}
+
+{{- define "hybrid-llm.image" -}}
+{{- if .digest -}}
+{{- printf "%s:%s@%s" .repository .tag .digest -}}
+{{- else -}}
+{{- printf "%s:%s" .repository .tag -}}
+{{- end -}}
+{{- end -}}

@@ -1,0 +1,65 @@
+"""The figures data file (data/figures.yaml): prices, throughput and the SKU table, each with
+its source and date. The chart gets a generated copy of the SKU table."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Any
+
+import yaml
+
+from .errors import UserError
+from .layout import CHART_SKUS_FILE, FIGURES_FILE, display_path
+from .yamlfiles import load_mapping
+
+_CHART_SKU_FIELDS = ("gpus", "gpuMemoryGiB", "gpuModel")
+_GENERATED_HEADER = (
+    "# Generated from data/figures.yaml by `make render` (scripts/render.py). Do not edit:\n"
+    "# change data/figures.yaml, where each SKU has its source and date.\n"
+)
+
+
+@lru_cache(maxsize=1)
+def load() -> dict[str, Any]:
+    figures = load_mapping(FIGURES_FILE)
+    skus = figures.get("skus")
+    if not isinstance(skus, dict) or not skus:
+        raise UserError(display_path(FIGURES_FILE), "`skus:` is missing or empty",
+                        "list each GPU VM size with its gpus, source and retrieved date")
+    for name, sku in skus.items():
+        missing = [f for f in ("gpus", "source", "retrieved") if f not in (sku or {})]
+        if missing:
+            raise UserError(display_path(FIGURES_FILE), f"skus.{name} lacks {', '.join(missing)}",
+                            "every figure needs its value, its source and the date it was read")
+    return figures
+
+
+def skus() -> dict[str, dict[str, Any]]:
+    return load()["skus"]
+
+
+def gpus_per_node(instance_type: str) -> int:
+    try:
+        return int(skus()[instance_type]["gpus"])
+    except KeyError:
+        raise UserError(display_path(FIGURES_FILE), f"no SKU {instance_type!r} in `skus:`",
+                        "add it with its GPU count and source") from None
+
+
+def chart_sku_table() -> str:
+    """The text of charts/hybrid-llm/files/skus.yaml for the current figures."""
+    table = {
+        name: {field: sku[field] for field in _CHART_SKU_FIELDS if field in sku}
+        for name, sku in sorted(skus().items())
+    }
+    return _GENERATED_HEADER + yaml.safe_dump({"skus": table}, sort_keys=True)
+
+
+def write_chart_sku_table() -> bool:
+    """Regenerate the chart's SKU table; True when the file changed."""
+    text = chart_sku_table()
+    if CHART_SKUS_FILE.exists() and CHART_SKUS_FILE.read_text(encoding="utf-8") == text:
+        return False
+    CHART_SKUS_FILE.parent.mkdir(parents=True, exist_ok=True)
+    CHART_SKUS_FILE.write_text(text, encoding="utf-8")
+    return True

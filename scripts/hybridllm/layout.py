@@ -1,0 +1,27 @@
+"""Where things live in the repository."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+CHART_DIR = REPO_ROOT / "charts" / "hybrid-llm"
+CHART_SKUS_FILE = CHART_DIR / "files" / "skus.yaml"
+PROFILES_DIR = REPO_ROOT / "values"
+KAITO_EXPORT_DIR = REPO_ROOT / "kaito"
+BUILD_DIR = REPO_ROOT / "build"
+RENDERED_DIR = BUILD_DIR / "rendered"
+FIGURES_FILE = REPO_ROOT / "data" / "figures.yaml"
+# The upstream CRDs live beside the checkout, never inside it.
+SHARED_CRDS_DIR = REPO_ROOT.parent / "shared" / "crds"
+
+DEFAULT_RELEASE = "hybrid-llm"
+DEFAULT_NAMESPACE = "llm"
+
+
+def display_path(path: Path) -> str:
+    """A path as a user would type it: relative to the repository when inside it."""
+    try:
+        return str(path.resolve().relative_to(REPO_ROOT))
+    except ValueError:
+        return str(path)

@@ -1,0 +1,80 @@
+"""Switching a path between spot and on-demand is a one-line change, and it changes exactly the
+fields that depend on the capacity type: nothing else moves."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import yaml
+
+from conftest import Render
+from hybridllm.nodepools import pool_commands
+from hybridllm.profiles import Profile, load_profile
+from hybridllm.rendering import Rendering
+from hybridllm.yamlfiles import merge_values
+
+
+def flatten(value: Any, prefix: str = "") -> dict[str, Any]:
+    if isinstance(value, dict):
+        out: dict[str, Any] = {}
+        for key, item in value.items():
+            out.update(flatten(item, f"{prefix}.{key}" if prefix else str(key)))
+        return out
+    if isinstance(value, list):
+        out = {}
+        for index, item in enumerate(value):
+            out.update(flatten(item, f"{prefix}[{index}]"))
+        return out
+    if isinstance(value, str) and "\n" in value:  # embedded YAML files: compare their content
+        try:
+            return flatten(yaml.safe_load(value), prefix + "|")
+        except yaml.YAMLError:
+            pass
+    return {prefix: value}
+
+
+def changes(before: Rendering, after: Rendering) -> set[str]:
+    def index(rendering: Rendering) -> dict[str, Any]:
+        return {f"{o.kind}/{o.name}": flatten(o.obj) for o in rendering.objects}
+
+    old, new = index(before), index(after)
+    assert old.keys() == new.keys(), "flipping the capacity type must not add or remove objects"
+    changed = set()
+    for obj in old:
+        for field in old[obj].keys() | new[obj].keys():
+            if old[obj].get(field) != new[obj].get(field):
+                changed.add(f"{obj}:{field}")
+    return changed
+
+
+def test_flipping_batch_to_on_demand_in_nap_mode(render: Render) -> None:
+    flipped = render("hybrid", {"paths": {"batch": {"capacityType": "on-demand"}}})
+    assert changes(render("hybrid"), flipped) == {
+        "InferenceSet/hybrid-llm-batch:metadata.labels.hybrid-llm.io/capacity-type",
+        "InferenceSet/hybrid-llm-batch:spec.labelSelector.matchLabels.karpenter.sh/capacity-type",
+        "NodePool/hybrid-llm-batch:spec.template.spec.requirements[1].values[0]",
+        # the spot taint goes away
+        "NodePool/hybrid-llm-batch:spec.template.spec.taints[1].key",
+        "NodePool/hybrid-llm-batch:spec.template.spec.taints[1].value",
+        "NodePool/hybrid-llm-batch:spec.template.spec.taints[1].effect",
+        "ConfigMap/hybrid-llm-backends:data.backends.yaml|.backends[0].capacityType",
+    }
+    pool = flipped.find("NodePool", "hybrid-llm-batch")
+    assert pool["spec"]["template"]["spec"]["requirements"][1] == {
+        "key": "karpenter.sh/capacity-type", "operator": "In", "values": ["on-demand"]}
+
+
+def test_flipping_batch_to_on_demand_in_aks_mode(render: Render) -> None:
+    overrides = {"paths": {"batch": {"capacityType": "on-demand"}}}
+    assert changes(render("spot-batch-aks"), render("spot-batch-aks", overrides)) == {
+        "InferenceSet/hybrid-llm-batch:metadata.labels.hybrid-llm.io/capacity-type",
+        "InferenceSet/hybrid-llm-batch:spec.labelSelector.matchLabels.kubernetes.azure.com/scalesetpriority",
+        "ConfigMap/hybrid-llm-backends:data.backends.yaml|.backends[0].capacityType",
+    }
+    base = load_profile("spot-batch-aks")
+    flipped = Profile(base.name, base.path, merge_values(base.values, overrides))
+    before = {c.path: c.args for c in pool_commands(base)}
+    after = {c.path: c.args for c in pool_commands(flipped)}
+    assert after["customer"] == before["customer"]
+    assert before["batch"][: -6] == after["batch"]
+    assert before["batch"][-6:] == ["--priority", "Spot", "--eviction-policy", "Delete", "--spot-max-price", "-1"]

@@ -1,0 +1,236 @@
+"""The fields a user relies on: preset, tensor parallelism, SKU, capacity type per path, taints,
+and node selectors that match the node pools."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+import yaml
+
+from conftest import Render, inference_config, paths_of
+from hybridllm.nodepools import pool_commands
+from hybridllm.profiles import load_profile
+
+SKU = "Standard_NC96ads_A100_v4"
+PRESET = "llama-3.3-70b-instruct"
+# Tolerations KAITO puts on every vLLM pod on Azure (kaito pkg/workspace manifests,
+# defaultTolerations, v0.12). A node pool taint outside this set would keep KAITO's pods off it.
+KAITO_TOLERATED_TAINTS = {
+    ("nvidia.com/gpu", None, "NoSchedule"),
+    ("sku", "gpu", "NoSchedule"),
+    ("kubernetes.azure.com/scalesetpriority", "spot", "NoSchedule"),
+}
+GPU_TAINT = ("sku", "gpu", "NoSchedule")
+SPOT_TAINT = ("kubernetes.azure.com/scalesetpriority", "spot", "NoSchedule")
+
+
+def nap_node_labels(pool: dict[str, Any]) -> dict[str, str]:
+    """Labels every node of a Karpenter NodePool carries: template labels plus single-valued
+    In requirements (Karpenter labels nodes with the value it picked)."""
+    labels = dict(pool["spec"]["template"]["metadata"]["labels"])
+    for requirement in pool["spec"]["template"]["spec"]["requirements"]:
+        if requirement["operator"] == "In" and len(requirement["values"]) == 1:
+            labels[requirement["key"]] = requirement["values"][0]
+    return labels
+
+
+def taints(pool: dict[str, Any]) -> set[tuple[str, str | None, str]]:
+    return {(t["key"], t.get("value"), t["effect"]) for t in pool["spec"]["template"]["spec"]["taints"]}
+
+
+def selects(match_labels: dict[str, str], node_labels: dict[str, str]) -> bool:
+    return all(node_labels.get(k) == v for k, v in match_labels.items())
+
+
+@pytest.mark.parametrize("profile", ["hybrid", "on-demand", "spot-batch-aks", "on-demand-kaito"])
+def test_both_paths_serve_the_preset_with_tp4(render: Render, profile: str) -> None:
+    rendering = render(profile)
+    paths = paths_of(rendering)
+    assert set(paths) == {"customer", "batch"}
+    for name, iset in paths.items():
+        assert iset["apiVersion"] == "kaito.sh/v1beta1"
+        inference = iset["spec"]["template"]["inference"]
+        assert inference["preset"]["name"] == PRESET
+        assert inference["preset"]["presetOptions"]["modelAccessSecret"] == "hf-token"
+        config = inference_config(rendering, iset)
+        assert config["vllm"]["tensor-parallel-size"] == 4
+        assert config["kv_cache_cpu_memory_utilization"] == 0, "CPU KV offload must be off by default"
+        assert not {"swap-space", "num-scheduler-steps", "max-seq-len-to-capture"} & set(config["vllm"])
+
+
+def test_customer_is_tuned_for_latency_and_batch_for_throughput(render: Render) -> None:
+    rendering = render("hybrid")
+    paths = paths_of(rendering)
+    customer = inference_config(rendering, paths["customer"])["vllm"]
+    batch = inference_config(rendering, paths["batch"])["vllm"]
+    assert customer["max-num-seqs"] < batch["max-num-seqs"]
+    assert customer["max-num-batched-tokens"] < batch["max-num-batched-tokens"]
+    annotations = {n: p["spec"]["template"]["metadata"]["annotations"] for n, p in paths.items()}
+    assert annotations["customer"]["kaito.sh/performance-mode"] == "interactivity"
+    assert annotations["batch"]["kaito.sh/performance-mode"] == "throughput"
+
+
+def test_prefix_caching_off_uses_the_no_form(render: Render) -> None:
+    rendering = render("hybrid", {"paths": {"batch": {"vllm": {"enablePrefixCaching": False}}}})
+    vllm = inference_config(rendering, paths_of(rendering)["batch"])["vllm"]
+    assert vllm.get("no-enable-prefix-caching") is True
+    assert "enable-prefix-caching" not in vllm
+
+
+def test_cpu_kv_offload_and_extra_args_when_asked_for(render: Render) -> None:
+    overrides = {"paths": {"batch": {"vllm": {
+        "cpuKvOffload": {"enabled": True, "memoryUtilization": 0.3},
+        "extraArgs": {"kv-cache-dtype": "fp8", "max-num-partial-prefills": 2},
+    }}}}
+    rendering = render("hybrid", overrides)
+    config = inference_config(rendering, paths_of(rendering)["batch"])
+    assert config["kv_cache_cpu_memory_utilization"] == 0.3
+    assert config["vllm"]["kv-cache-dtype"] == "fp8"
+    assert config["vllm"]["max-num-partial-prefills"] == 2
+
+
+def test_nap_pools_pin_the_sku_capacity_and_taints(render: Render) -> None:
+    rendering = render("hybrid")
+    pools = {p["metadata"]["name"].rsplit("-", 1)[1]: p for p in rendering.of_kind("NodePool")}
+    assert set(pools) == {"customer", "batch"}
+    expected_capacity = {"customer": "on-demand", "batch": "spot"}
+    for name, pool in pools.items():
+        labels = nap_node_labels(pool)
+        assert labels["node.kubernetes.io/instance-type"] == SKU
+        assert labels["karpenter.sh/capacity-type"] == expected_capacity[name]
+        assert pool["spec"]["template"]["spec"]["nodeClassRef"]["kind"] == "AKSNodeClass"
+        assert pool["spec"]["limits"]["nvidia.com/gpu"] == "8"  # maxNodes 2 x 4 GPUs
+        assert pool["spec"]["disruption"]["consolidationPolicy"] == "WhenEmpty"
+        assert pool["spec"]["template"]["spec"]["expireAfter"] == "Never"
+        assert taints(pool) <= KAITO_TOLERATED_TAINTS
+        assert GPU_TAINT in taints(pool)
+    assert SPOT_TAINT in taints(pools["batch"])
+    assert SPOT_TAINT not in taints(pools["customer"])
+    node_class = rendering.of_kind("AKSNodeClass")[0]
+    assert node_class["spec"]["gpu"]["mode"] == "Driver"
+
+
+@pytest.mark.parametrize("profile", ["hybrid", "on-demand"])
+def test_each_path_selects_exactly_its_own_nap_pool(render: Render, profile: str) -> None:
+    rendering = render(profile)
+    pool_labels = {p["metadata"]["name"]: nap_node_labels(p) for p in rendering.of_kind("NodePool")}
+    for name, iset in paths_of(rendering).items():
+        match = iset["spec"]["labelSelector"]["matchLabels"]
+        chosen = [pool for pool, labels in pool_labels.items() if selects(match, labels)]
+        assert chosen == [f"hybrid-llm-{name}"], f"{name} selects {chosen}"
+        assert "instanceType" not in iset["spec"]["template"].get("resource", {}), "byo mode leaves the SKU to the pool"
+
+
+def test_customer_can_never_land_on_a_spot_node(render: Render) -> None:
+    rendering = render("hybrid")
+    customer = paths_of(rendering)["customer"]["spec"]["labelSelector"]["matchLabels"]
+    assert customer["karpenter.sh/capacity-type"] == "on-demand"
+    for pool in rendering.of_kind("NodePool"):
+        if nap_node_labels(pool)["karpenter.sh/capacity-type"] == "spot":
+            assert not selects(customer, nap_node_labels(pool))
+
+
+def test_aks_pools_carry_the_labels_the_paths_select(render: Render) -> None:
+    rendering = render("spot-batch-aks")
+    commands = {c.path: c for c in pool_commands(load_profile("spot-batch-aks"))}
+    paths = paths_of(rendering)
+    assert set(commands) == set(paths) == {"customer", "batch"}
+    for name, iset in paths.items():
+        match = iset["spec"]["labelSelector"]["matchLabels"]
+        assert selects(match, commands[name].node_labels()), name
+        other = "batch" if name == "customer" else "customer"
+        assert not selects(match, commands[other].node_labels()), f"{name} also selects the {other} pool"
+    assert paths["batch"]["spec"]["labelSelector"]["matchLabels"]["kubernetes.azure.com/scalesetpriority"] == "spot"
+    assert not rendering.of_kind("NodePool") and not rendering.of_kind("AKSNodeClass")
+
+
+def test_aks_spot_pool_command_has_the_spot_flags() -> None:
+    commands = {c.path: c for c in pool_commands(load_profile("spot-batch-aks"))}
+    batch, customer = commands["batch"].args, commands["customer"].args
+    for flag, value in [("--priority", "Spot"), ("--eviction-policy", "Delete"), ("--spot-max-price", "-1")]:
+        assert batch[batch.index(flag) + 1] == value
+        assert flag not in customer
+    for args in (batch, customer):
+        assert args[args.index("--node-vm-size") + 1] == SKU
+        assert args[args.index("--node-taints") + 1] == "sku=gpu:NoSchedule"
+        assert args[args.index("--gpu-driver") + 1] == "Install"
+        assert "--enable-cluster-autoscaler" in args
+    assert customer[customer.index("--min-count") + 1] == "1"
+    assert batch[batch.index("--min-count") + 1] == "0"
+    assert batch[batch.index("--max-count") + 1] == "3"
+
+
+def test_kaito_mode_sets_the_instance_type_and_renders_no_pools(render: Render) -> None:
+    rendering = render("on-demand-kaito")
+    for name, iset in paths_of(rendering).items():
+        assert iset["spec"]["template"]["resource"]["instanceType"] == SKU
+        assert iset["spec"]["labelSelector"]["matchLabels"] == {"hybrid-llm.io/path": name}
+        assert iset["spec"]["nodeCountLimit"] == 2
+    assert not rendering.of_kind("NodePool")
+
+
+def test_stable_service_and_network_policy_select_the_path_pods(render: Render) -> None:
+    rendering = render("hybrid")
+    for name in ("customer", "batch"):
+        selector = {"inferenceset.kaito.sh/created-by": f"hybrid-llm-{name}"}
+        service = rendering.find("Service", f"hybrid-llm-{name}-vllm")
+        assert service["spec"]["selector"] == selector
+        assert service["spec"]["ports"][0]["targetPort"] == 5000
+        policy = rendering.find("NetworkPolicy", f"hybrid-llm-{name}-vllm")
+        assert policy["spec"]["podSelector"]["matchLabels"] == selector
+        assert policy["spec"]["ingress"][0]["ports"] == [{"protocol": "TCP", "port": 5000}]
+
+
+def test_backends_point_at_rendered_services(render: Render) -> None:
+    rendering = render("hybrid")
+    backends = yaml.safe_load(rendering.find("ConfigMap", "hybrid-llm-backends")["data"]["backends.yaml"])["backends"]
+    by_name = {b["name"]: b for b in backends}
+    assert set(by_name) == {"vllm-customer", "vllm-batch", "azure-openai"}
+    services = {s["metadata"]["name"] for s in rendering.of_kind("Service")}
+    for name in ("customer", "batch"):
+        backend = by_name[f"vllm-{name}"]
+        host = backend["baseURL"].removeprefix("http://").split(".")[0]
+        assert host in services
+        assert backend["model"] == f"hybrid-llm-{name}"
+
+
+def test_aoai_only_renders_no_gpu_objects(render: Render) -> None:
+    rendering = render("aoai-only")
+    gpu_kinds = {"InferenceSet", "Workspace", "NodePool", "AKSNodeClass"}
+    assert not [o for o in rendering.objects if o.kind in gpu_kinds]
+    backends = yaml.safe_load(rendering.find("ConfigMap", "hybrid-llm-backends")["data"]["backends.yaml"])
+    assert [b["kind"] for b in backends["backends"]] == ["azure-openai"]
+
+
+KEY_VAULT = {"modelAccess": {"source": "keyVault", "keyVault": {
+    "vaultName": "llm-secrets", "tenantId": "72f988bf-86f1-41af-91ab-2d7cd011db47",
+    "clientId": "0b1c2d3e-4f50-6172-8394-a5b6c7d8e9f0"}}}
+
+
+def test_key_vault_sync_feeds_the_secret_kaito_reads(render: Render) -> None:
+    rendering = render("hybrid", KEY_VAULT)
+    spc = rendering.find("SecretProviderClass", "hybrid-llm-hf-token-sync")
+    synced = spc["spec"]["secretObjects"][0]
+    assert synced["data"] == [{"objectName": "hf-token", "key": "HF_TOKEN"}]
+    for iset in paths_of(rendering).values():
+        assert iset["spec"]["template"]["inference"]["preset"]["presetOptions"]["modelAccessSecret"] == synced["secretName"]
+    pod = rendering.find("Deployment", "hybrid-llm-hf-token-sync")["spec"]["template"]
+    assert pod["metadata"]["labels"]["azure.workload.identity/use"] == "true"
+    assert pod["spec"]["volumes"][0]["csi"]["volumeAttributes"]["secretProviderClass"] == spc["metadata"]["name"]
+    assert rendering.find("NetworkPolicy", "hybrid-llm-hf-token-sync")
+
+
+def test_key_vault_syncer_runs_locked_down(render: Render) -> None:
+    pod = render("hybrid", KEY_VAULT).find("Deployment", "hybrid-llm-hf-token-sync")["spec"]["template"]["spec"]
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert pod["securityContext"]["seccompProfile"]["type"] == "RuntimeDefault"
+    assert pod["automountServiceAccountToken"] is False
+    (container,) = pod["containers"]
+    context = container["securityContext"]
+    assert context["readOnlyRootFilesystem"] is True
+    assert context["allowPrivilegeEscalation"] is False
+    assert context["capabilities"]["drop"] == ["ALL"]
+    assert container["resources"]["limits"]["memory"] and container["resources"]["requests"]["cpu"]
+    assert container["readinessProbe"] != container["livenessProbe"]
+    assert not container["image"].endswith(":latest")

@@ -1,0 +1,99 @@
+"""Every guardrail stops the render with a message that says what, why and how to fix it."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from conftest import Render
+from hybridllm.errors import UserError
+
+KEY_VAULT_EMPTY = {"modelAccess": {"source": "keyVault"}}
+
+# (id, profile, overrides, phrases the message must contain)
+GUARDRAILS: list[tuple[str, str, dict[str, Any], list[str]]] = [
+    ("customer-on-spot-needs-acknowledgement", "hybrid",
+     {"paths": {"customer": {"capacityType": "spot"}}},
+     ["paths.customer.capacityType is spot", "30 s notice", "acknowledgeSpotEviction=true"]),
+    ("customer-keeps-a-replica", "hybrid",
+     {"paths": {"customer": {"replicas": 0}}},
+     ["paths.customer.replicas is 0", "cold start takes minutes", "paths.customer.enabled=false"]),
+    ("tp-equals-gpu-count", "hybrid",
+     {"paths": {"batch": {"vllm": {"tensorParallelSize": 2}}}},
+     ["paths.batch.vllm.tensorParallelSize is 2", "has 4 GPUs", "tensorParallelSize=4"]),
+    ("tp-equals-gpu-count-other-sku", "hybrid",
+     {"paths": {"batch": {"instanceType": "Standard_NC48ads_A100_v4"}}},
+     ["tensorParallelSize is 4 but Standard_NC48ads_A100_v4 has 2 GPUs"]),
+    ("unknown-sku", "hybrid",
+     {"paths": {"customer": {"instanceType": "Standard_ND96isr_H100_v5"}}},
+     ["\"Standard_ND96isr_H100_v5\" is not in the SKU table", "Standard_NC96ads_A100_v4", "data/figures.yaml"]),
+    ("spot-impossible-in-kaito-mode", "on-demand-kaito",
+     {"paths": {"batch": {"capacityType": "spot"}}, "kaito": {"spotInstanceEnabled": True}},
+     ["paths.batch.capacityType is spot, but nodePools.mode is kaito", "nodePools.mode=nap"]),
+    ("spot-needs-kaito-device-plugin-toleration", "hybrid",
+     {"kaito": {"spotInstanceEnabled": False}},
+     ["kaito.spotInstanceEnabled is false", "spotInstance.enabled=true", "nvidia.com/gpu"]),
+    ("byo-modes-need-byo-kaito", "hybrid",
+     {"kaito": {"nodeProvisioner": "karpenter"}},
+     ["nodePools.mode is nap", "kaito.nodeProvisioner is karpenter", "nodeProvisioner=byo"]),
+    ("kaito-mode-needs-a-provisioner", "on-demand-kaito",
+     {"kaito": {"nodeProvisioner": "byo"}},
+     ["nodePools.mode is kaito but kaito.nodeProvisioner is byo", "stay Pending"]),
+    ("replicas-fit-the-pool", "hybrid",
+     {"paths": {"batch": {"replicas": 3}}},
+     ["paths.batch.replicas is 3 but paths.batch.nodePool.maxNodes is 2", "maxNodes to at least 3"]),
+    ("pool-bounds-ordered", "spot-batch-aks",
+     {"paths": {"batch": {"nodePool": {"minNodes": 4}}}},
+     ["paths.batch.nodePool.minNodes (4) is above maxNodes (3)"]),
+    ("customer-pool-never-empties-in-aks-mode", "spot-batch-aks",
+     {"paths": {"customer": {"nodePool": {"minNodes": 0}}}},
+     ["paths.customer.nodePool.minNodes is 0 in aks mode", "minNodes>=1"]),
+    ("removed-vllm-flag", "hybrid",
+     {"paths": {"customer": {"vllm": {"extraArgs": {"swap-space": 4}}}}},
+     ["paths.customer.vllm.extraArgs.swap-space", "no longer has --swap-space"]),
+    ("flag-owned-by-a-value", "hybrid",
+     {"paths": {"batch": {"vllm": {"extraArgs": {"max-model-len": 8192}}}}},
+     ["paths.batch.vllm.extraArgs.max-model-len", "dedicated value"]),
+    ("false-boolean-flag", "hybrid",
+     {"paths": {"batch": {"vllm": {"extraArgs": {"enforce-eager": False}}}}},
+     ["extraArgs.enforce-eager is false", "--enforce-eager False", "no-enforce-eager=true"]),
+    ("key-vault-needs-its-coordinates", "hybrid", KEY_VAULT_EMPTY,
+     ["modelAccess.keyVault.vaultName is empty", "modelAccess.source=existingSecret"]),
+    ("nothing-to-serve", "aoai-only",
+     {"azureOpenAI": {"enabled": False}},
+     ["nothing to serve", "azureOpenAI.enabled=true"]),
+    ("aoai-needs-a-deployment", "aoai-only",
+     {"azureOpenAI": {"deployments": None}},
+     ["azureOpenAI.deployments is empty"]),
+]
+
+
+@pytest.mark.parametrize("profile,overrides,phrases", [g[1:] for g in GUARDRAILS], ids=[g[0] for g in GUARDRAILS])
+def test_guardrail_fires(render: Render, profile: str, overrides: dict[str, Any], phrases: list[str]) -> None:
+    with pytest.raises(UserError) as raised:
+        render(profile, overrides)
+    message = str(raised.value)
+    assert message.startswith(f"values/{profile}.yaml with overrides: ")
+    assert "execution error" not in message, "the Helm location prefix should be stripped"
+    for phrase in phrases:
+        assert phrase in message
+
+
+def test_acknowledged_customer_spot_renders_with_the_spot_taint(render: Render) -> None:
+    rendering = render("hybrid", {"paths": {"customer": {"capacityType": "spot", "acknowledgeSpotEviction": True}}})
+    pool = rendering.find("NodePool", "hybrid-llm-customer")
+    assert {"key": "kubernetes.azure.com/scalesetpriority", "value": "spot", "effect": "NoSchedule"} in pool["spec"]["template"]["spec"]["taints"]
+
+
+def test_batch_may_park_at_zero_replicas(render: Render) -> None:
+    rendering = render("hybrid", {"paths": {"batch": {"replicas": 0}}})
+    assert rendering.find("InferenceSet", "hybrid-llm-batch")["spec"]["replicas"] == 0
+
+
+def test_either_path_can_be_switched_off(render: Render) -> None:
+    only_customer = render("hybrid", {"paths": {"batch": {"enabled": False}}})
+    assert [i["metadata"]["name"] for i in only_customer.of_kind("InferenceSet")] == ["hybrid-llm-customer"]
+    assert [p["metadata"]["name"] for p in only_customer.of_kind("NodePool")] == ["hybrid-llm-customer"]
+    only_batch = render("hybrid", {"paths": {"customer": {"enabled": False}}})
+    assert [i["metadata"]["name"] for i in only_batch.of_kind("InferenceSet")] == ["hybrid-llm-batch"]

@@ -1,0 +1,114 @@
+"""Every profile in values/ renders, lints clean, validates against the real CRDs, and its
+generated files are up to date."""
+
+from __future__ import annotations
+
+import pytest
+
+from conftest import PROFILES, Render
+from hybridllm import figures, kaito_export
+from hybridllm.crds import CrdCatalog
+from hybridllm.layout import CHART_SKUS_FILE, KAITO_EXPORT_DIR
+from hybridllm.profiles import load_profile
+from hybridllm.rendering import lint_profile
+
+EXPECTED_PROFILES = {"hybrid", "on-demand", "spot-batch-aks", "aoai-only", "on-demand-kaito"}
+CUSTOM_API_GROUPS = ("kaito.sh/", "karpenter.sh/", "karpenter.azure.com/", "secrets-store.csi.x-k8s.io/")
+
+
+def test_the_documented_profiles_exist() -> None:
+    assert EXPECTED_PROFILES <= set(PROFILES)
+
+
+@pytest.mark.parametrize("profile", PROFILES)
+def test_profile_renders(render: Render, profile: str) -> None:
+    rendering = render(profile)
+    assert rendering.objects, f"{profile} rendered nothing"
+    for rendered in rendering.objects:
+        assert rendered.obj.get("apiVersion") and rendered.kind and rendered.name, rendered.template
+
+
+@pytest.mark.parametrize("profile", PROFILES)
+def test_profile_lints_clean(profile: str) -> None:
+    problems = [m for m in lint_profile(load_profile(profile)) if m.severity in ("warning", "error")]
+    assert problems == []
+
+
+@pytest.mark.parametrize("profile", PROFILES)
+def test_custom_resources_match_the_real_crds(render: Render, crd_catalog: CrdCatalog, profile: str) -> None:
+    checked = 0
+    for rendered in render(profile).objects:
+        api_version = rendered.obj["apiVersion"]
+        if not api_version.startswith(CUSTOM_API_GROUPS):
+            continue
+        assert crd_catalog.knows(api_version, rendered.kind), f"no CRD for {api_version} {rendered.kind}"
+        assert crd_catalog.problems(rendered.obj) == [], f"{rendered.kind}/{rendered.name}"
+        checked += 1
+    if profile != "aoai-only":
+        assert checked >= 2
+
+
+def test_crd_validation_catches_a_misspelled_field(render: Render, crd_catalog: CrdCatalog) -> None:
+    import copy
+
+    iset = copy.deepcopy(render("hybrid").find("InferenceSet", "hybrid-llm-customer"))
+    iset["spec"]["replica"] = iset["spec"].pop("replicas")
+    iset["spec"]["template"]["inference"]["preset"]["name"] = 7
+    problems = crd_catalog.problems(iset)
+    assert {p.path for p in problems} == {"spec", "spec.template.inference.preset.name"}
+    assert any("'replica'" in p.message for p in problems)
+
+
+def test_crd_validation_catches_a_bad_nodepool(render: Render, crd_catalog: CrdCatalog) -> None:
+    import copy
+
+    pool = copy.deepcopy(render("hybrid").find("NodePool", "hybrid-llm-customer"))
+    pool["spec"]["disruption"]["consolidationPolicy"] = "WhenIdle"
+    problems = crd_catalog.problems(pool)
+    assert [p.path for p in problems] == ["spec.disruption.consolidationPolicy"]
+
+
+@pytest.mark.parametrize("profile", sorted(EXPECTED_PROFILES))
+def test_kaito_export_is_up_to_date(render: Render, profile: str) -> None:
+    folder = KAITO_EXPORT_DIR / profile
+    expected = kaito_export.export_files(render(profile))
+    on_disk = {p.name: p.read_text(encoding="utf-8") for p in folder.glob("*.yaml")}
+    assert on_disk == expected, f"kaito/{profile}/ is stale: run `make render` and commit kaito/"
+
+
+def test_kaito_export_holds_only_kaito_objects(render: Render) -> None:
+    files = kaito_export.export_files(render("hybrid"))
+    assert sorted(files) == [
+        "configmap-hybrid-llm-batch-vllm-config.yaml",
+        "configmap-hybrid-llm-customer-vllm-config.yaml",
+        "inferenceset-hybrid-llm-batch.yaml",
+        "inferenceset-hybrid-llm-customer.yaml",
+        "kustomization.yaml",
+    ]
+    assert "helm.sh/" not in "".join(files.values())
+    assert kaito_export.export_files(render("aoai-only")).keys() == {"kustomization.yaml"}
+
+
+def test_chart_sku_table_is_generated_from_figures() -> None:
+    assert CHART_SKUS_FILE.read_text(encoding="utf-8") == figures.chart_sku_table(), (
+        "charts/hybrid-llm/files/skus.yaml is stale: run `make render`"
+    )
+
+
+@pytest.mark.parametrize("profile", ["hybrid", "on-demand", "spot-batch-aks", "on-demand-kaito"])
+def test_serving_objects_are_kept_on_uninstall(render: Render, profile: str) -> None:
+    serving_kinds = {"InferenceSet", "NodePool", "AKSNodeClass"}
+    rendering = render(profile)
+    kept = [o for o in rendering.objects if o.kind in serving_kinds]
+    kept += [o for o in rendering.objects if o.kind == "ConfigMap" and o.name.endswith("-vllm-config")]
+    assert kept
+    for rendered in kept:
+        annotations = rendered.obj["metadata"].get("annotations", {})
+        assert annotations.get("helm.sh/resource-policy") == "keep", f"{rendered.kind}/{rendered.name}"
+
+
+def test_keep_policy_can_be_switched_off(render: Render) -> None:
+    rendering = render("hybrid", {"serving": {"keepOnUninstall": False}})
+    assert not any(
+        "helm.sh/resource-policy" in (o.obj["metadata"].get("annotations") or {}) for o in rendering.objects
+    )
