@@ -33,7 +33,7 @@ def render() -> Render:
 @pytest.fixture(scope="session")
 def crd_catalog() -> CrdCatalog:
     if not SHARED_CRDS_DIR.is_dir():
-        pytest.fail(f"the upstream CRDs are expected in {SHARED_CRDS_DIR} (shared/ beside the checkout)")
+        pytest.fail(f"the upstream CRDs are expected in {SHARED_CRDS_DIR} (shared/crds beside the checkout, or set HYBRID_LLM_CRDS_DIR)")
     return CrdCatalog(SHARED_CRDS_DIR)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -12,8 +13,8 @@ KAITO_EXPORT_DIR = REPO_ROOT / "kaito"
 BUILD_DIR = REPO_ROOT / "build"
 RENDERED_DIR = BUILD_DIR / "rendered"
 FIGURES_FILE = REPO_ROOT / "data" / "figures.yaml"
-# The upstream CRDs live beside the checkout, never inside it.
-SHARED_CRDS_DIR = REPO_ROOT.parent / "shared" / "crds"
+# The upstream CRDs live beside the checkout, never inside it; HYBRID_LLM_CRDS_DIR points elsewhere.
+SHARED_CRDS_DIR = Path(os.environ.get("HYBRID_LLM_CRDS_DIR") or REPO_ROOT.parent / "shared" / "crds")
 
 DEFAULT_RELEASE = "hybrid-llm"
 DEFAULT_NAMESPACE = "llm"
