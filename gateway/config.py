@@ -1,0 +1,178 @@
+"""The gateway's YAML config: backends, routes, routing rules, public models and keys.
+
+Loaded and checked once at start-up. Every problem is reported as `<file>: <field>: <what>`,
+so a bad ConfigMap is fixed from the pod log alone.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Literal, Union
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+NonNegative = Annotated[float, Field(ge=0)]
+
+
+class ConfigError(Exception):
+    """A config problem, reported without a traceback."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+class Pricing(_Strict):
+    """USD per 1M tokens. Self-hosted backends default to 0: their cost is the node, not the token."""
+
+    input_per_1m: NonNegative = Field(0.0, alias="inputPer1M")
+    cached_input_per_1m: NonNegative | None = Field(None, alias="cachedInputPer1M")
+    output_per_1m: NonNegative = Field(0.0, alias="outputPer1M")
+
+
+class CircuitSettings(_Strict):
+    failure_threshold: int = Field(5, ge=1, alias="failureThreshold")
+    open_seconds: float = Field(30.0, gt=0, alias="openSeconds")
+
+
+class _BackendBase(_Strict):
+    max_in_flight: int = Field(64, ge=1, alias="maxInFlight")
+    connect_timeout_seconds: float = Field(2.0, gt=0, alias="connectTimeoutSeconds")
+    first_byte_timeout_seconds: float = Field(60.0, gt=0, alias="firstByteTimeoutSeconds")
+    stream_idle_timeout_seconds: float = Field(60.0, gt=0, alias="streamIdleTimeoutSeconds")
+    request_timeout_seconds: float = Field(600.0, gt=0, alias="requestTimeoutSeconds")
+    circuit: CircuitSettings = CircuitSettings()
+    pricing: Pricing = Pricing()
+
+
+class VllmBackend(_BackendBase):
+    kind: Literal["vllm"]
+    base_url: str = Field(alias="baseURL", pattern=r"^https?://[^/]+(/.*)?$")
+    model: str = Field(min_length=1, description="the model name vLLM serves (the InferenceSet name under KAITO)")
+
+
+class ApiKeyAuth(_Strict):
+    type: Literal["apiKey"]
+    api_key_env: str | None = Field(None, alias="apiKeyEnv")
+    api_key_file: str | None = Field(None, alias="apiKeyFile")
+
+    @model_validator(mode="after")
+    def _one_source(self) -> "ApiKeyAuth":
+        if (self.api_key_env is None) == (self.api_key_file is None):
+            raise ValueError("set exactly one of apiKeyEnv or apiKeyFile")
+        return self
+
+
+class EntraAuth(_Strict):
+    type: Literal["entra"]
+    client_id: str | None = Field(None, alias="clientId")
+    scope: str = "https://cognitiveservices.azure.com/.default"
+    refresh_margin_seconds: float = Field(300.0, gt=0, alias="refreshMarginSeconds")
+
+
+class AzureOpenAIBackend(_BackendBase):
+    kind: Literal["azure-openai"]
+    endpoint: str = Field(pattern=r"^https?://[^/]+/?$")
+    deployment: str = Field(min_length=1)
+    api_mode: Literal["v1", "deployments"] = Field("v1", alias="apiMode")
+    api_version: str = Field("2024-10-21", alias="apiVersion")
+    auth: Annotated[Union[ApiKeyAuth, EntraAuth], Field(discriminator="type")]
+
+
+Backend = Annotated[Union[VllmBackend, AzureOpenAIBackend], Field(discriminator="kind")]
+
+
+class Route(_Strict):
+    primary: str
+    fallbacks: list[str] = []
+
+
+RuleName = Literal["backendHeader", "classHeader", "structuredOutput", "model"]
+
+
+class Routing(_Strict):
+    backend_header: str = Field("x-llm-backend", alias="backendHeader")
+    class_header: str = Field("x-llm-class", alias="classHeader")
+    class_routes: dict[str, str] = Field(default_factory=dict, alias="classRoutes")
+    structured_output_route: str | None = Field(None, alias="structuredOutputRoute")
+    default_route: str = Field(alias="defaultRoute")
+    order: list[RuleName] = ["backendHeader", "classHeader", "structuredOutput", "model"]
+    max_retry_after_seconds: float = Field(2.0, ge=0, alias="maxRetryAfterSeconds")
+
+
+class PublicModel(_Strict):
+    route: str | None = None
+
+
+class Auth(_Strict):
+    enabled: bool
+    keys_file: str | None = Field(None, alias="keysFile")
+
+    @model_validator(mode="after")
+    def _keys_when_enabled(self) -> "Auth":
+        if self.enabled and not self.keys_file:
+            raise ValueError("auth.enabled is true but keysFile is not set")
+        return self
+
+
+class Server(_Strict):
+    max_body_bytes: int = Field(2 * 1024 * 1024, ge=1024, alias="maxBodyBytes")
+    shutdown_grace_seconds: float = Field(30.0, ge=0, alias="shutdownGraceSeconds")
+
+
+class GatewayConfig(_Strict):
+    server: Server = Server()
+    auth: Auth
+    backends: dict[str, Backend]
+    routes: dict[str, Route]
+    routing: Routing
+    models: dict[str, PublicModel]
+
+    @model_validator(mode="after")
+    def _references_resolve(self) -> "GatewayConfig":
+        problems = []
+        for name, route in self.routes.items():
+            for backend in [route.primary, *route.fallbacks]:
+                if backend not in self.backends:
+                    problems.append(f"routes.{name} names backend {backend!r}, which is not in backends")
+        named = {
+            "routing.defaultRoute": self.routing.default_route,
+            "routing.structuredOutputRoute": self.routing.structured_output_route,
+            **{f"routing.classRoutes.{c}": r for c, r in self.routing.class_routes.items()},
+            **{f"models.{m}.route": p.route for m, p in self.models.items()},
+        }
+        for field, route in named.items():
+            if route is not None and route not in self.routes:
+                problems.append(f"{field} names route {route!r}, which is not in routes")
+        if not self.models:
+            problems.append("models is empty: clients need at least one public model name")
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
+
+
+def _field(loc: tuple) -> str:
+    # Pydantic adds the union tag (e.g. "vllm") to the location; users never wrote it.
+    return ".".join(str(part) for part in loc if part not in ("vllm", "azure-openai", "apiKey", "entra"))
+
+
+def load(path: str | Path) -> GatewayConfig:
+    where = str(path)
+    try:
+        raw = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"{where}: file not found") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{where}: not valid YAML: {exc}") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{where}: the top level must be a mapping with backends, routes, routing and models")
+    try:
+        return GatewayConfig.model_validate(raw)
+    except ValidationError as exc:
+        lines = []
+        for error in exc.errors():
+            field = _field(error["loc"]) or "(top level)"
+            message = error["msg"].removeprefix("Value error, ")
+            lines.append(f"{where}: {field}: {message}")
+        raise ConfigError("\n".join(lines)) from None

@@ -1,0 +1,124 @@
+"""Gateway API keys. The keys file (a mounted Secret) holds only SHA-256 hashes, each with the
+traffic classes and backends the key may use. `python -m gateway.keys new` makes a key.
+
+keys file:
+  keys:
+    - name: team-a               # shown in logs, never the key
+      sha256: <64 hex>           # sha256 of the key
+      classes: [customer]        # values the key may send in the class header; ["*"] for any
+      backends: ["*"]            # backends allowed to serve this key
+      backendOverride: false     # may pin a backend with the explicit backend header
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import secrets
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from .config import ConfigError
+
+ANY = "*"
+
+
+class _KeyEntry(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+    name: str = Field(min_length=1)
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+    classes: list[str] = [ANY]
+    backends: list[str] = [ANY]
+    backend_override: bool = Field(False, alias="backendOverride")
+
+
+class _KeysFile(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    keys: list[_KeyEntry]
+
+
+@dataclass(frozen=True)
+class ApiKey:
+    name: str
+    classes: frozenset[str]
+    backends: frozenset[str]
+    backend_override: bool
+
+    def may_use_class(self, traffic_class: str) -> bool:
+        return ANY in self.classes or traffic_class in self.classes
+
+    def may_use_backend(self, backend: str) -> bool:
+        return ANY in self.backends or backend in self.backends
+
+
+# When auth is off (an explicit setting, for meshes that authenticate upstream of us).
+UNRESTRICTED = ApiKey("anonymous", frozenset({ANY}), frozenset({ANY}), True)
+
+
+def digest(key: str) -> str:
+    return hashlib.sha256(key.encode("utf-8")).hexdigest()
+
+
+class KeyStore:
+    """Looks keys up by hash: the plaintext is hashed once per request and never stored."""
+
+    def __init__(self, by_hash: dict[str, ApiKey]) -> None:
+        self._by_hash = by_hash
+
+    @classmethod
+    def load(cls, path: str | Path, backends: set[str]) -> "KeyStore":
+        where = str(path)
+        try:
+            raw = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+            parsed = _KeysFile.model_validate(raw)
+        except FileNotFoundError:
+            raise ConfigError(f"{where}: keys file not found (mount the gateway keys Secret there)") from None
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{where}: not valid YAML: {exc}") from None
+        except ValidationError as exc:
+            lines = [f"{where}: {'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()]
+            raise ConfigError("\n".join(lines)) from None
+        by_hash: dict[str, ApiKey] = {}
+        for entry in parsed.keys:
+            unknown = set(entry.backends) - backends - {ANY}
+            if unknown:
+                raise ConfigError(f"{where}: key {entry.name!r} names unknown backends {sorted(unknown)}")
+            if entry.sha256 in by_hash:
+                raise ConfigError(f"{where}: key {entry.name!r} has the same hash as {by_hash[entry.sha256].name!r}")
+            by_hash[entry.sha256] = ApiKey(
+                entry.name, frozenset(entry.classes), frozenset(entry.backends), entry.backend_override
+            )
+        return cls(by_hash)
+
+    def find(self, presented: str) -> ApiKey | None:
+        return self._by_hash.get(digest(presented))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m gateway.keys", description="Make a gateway API key.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    new = sub.add_parser("new", help="print a new key once, and the keys-file entry with its hash")
+    new.add_argument("--name", required=True)
+    new.add_argument("--classes", default=ANY, help="comma-separated traffic classes, or *")
+    new.add_argument("--backends", default=ANY, help="comma-separated backends, or *")
+    new.add_argument("--backend-override", action="store_true")
+    args = parser.parse_args(argv)
+    key = "hlk-" + secrets.token_urlsafe(32)
+    entry = {
+        "name": args.name,
+        "sha256": digest(key),
+        "classes": args.classes.split(","),
+        "backends": args.backends.split(","),
+        "backendOverride": args.backend_override,
+    }
+    print(f"# key for {args.name} (shown once; store it in the client's secret store):\n# {key}", file=sys.stderr)
+    print(yaml.safe_dump([entry], sort_keys=False), end="")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
