@@ -153,8 +153,16 @@ class GatewayConfig(_Strict):
 
 
 def _field(loc: tuple) -> str:
-    # Pydantic adds the union tag (e.g. "vllm") to the location; users never wrote it.
-    return ".".join(str(part) for part in loc if part not in ("vllm", "azure-openai", "apiKey", "entra"))
+    """Dotted field path as the user wrote it. Pydantic inserts the union tag after a backend's
+    name and after `auth` (backends.x.vllm.baseURL); those tags are dropped by position, since a
+    backend may well be named after its kind."""
+    parts = list(loc)
+    if len(parts) > 2 and parts[0] == "backends" and parts[2] in ("vllm", "azure-openai"):
+        del parts[2]
+    for index in range(len(parts) - 1, 0, -1):
+        if parts[index - 1] == "auth" and parts[index] in ("apiKey", "entra") and parts[0] == "backends":
+            del parts[index]
+    return ".".join(str(part) for part in parts)
 
 
 def load(path: str | Path) -> GatewayConfig:
