@@ -6,7 +6,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: render test nodepools clean
+.PHONY: render test nodepools bench-gateway clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -25,6 +25,10 @@ test: $(STAMP)
 ## Print the `az aks nodepool add` commands for the aks-mode profile.
 nodepools: $(STAMP)
 	$(PY) scripts/nodepools.py values/spot-batch-aks.yaml
+
+## Latency the gateway adds over calling the upstream directly (prints a table; not a test).
+bench-gateway: $(STAMP)
+	cd scripts && ../$(PY) bench_gateway.py
 
 clean:
 	rm -rf build .pytest_cache

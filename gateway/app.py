@@ -65,13 +65,16 @@ def create_app(gateway: Gateway) -> FastAPI:
     app.state.gateway = gateway
     proxy = gateway.proxy
 
-    @app.post("/v1/chat/completions")
     async def chat_completions(request: Request) -> Response:
         return await proxy.handle(request, "chat")
 
-    @app.post("/v1/completions")
     async def completions(request: Request) -> Response:
         return await proxy.handle(request, "completions")
+
+    # Plain routes for the hot path: the handlers take the raw request, so FastAPI's
+    # per-request dependency resolution has nothing to do and is skipped.
+    app.add_route("/v1/chat/completions", chat_completions, methods=["POST"])
+    app.add_route("/v1/completions", completions, methods=["POST"])
 
     @app.get("/v1/models")
     async def models(request: Request) -> Response:

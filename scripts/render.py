@@ -28,8 +28,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     try:
-        if figures.write_chart_sku_table():
-            print("updated charts/hybrid-llm/files/skus.yaml from data/figures.yaml")
+        if figures.write_chart_figures():
+            print("updated charts/hybrid-llm/files/figures.yaml from data/figures.yaml")
         names = args.profiles or profile_names()
         print(f"rendering {len(names)} profile(s) with {helm.engine().name}\n")
         failures = 0

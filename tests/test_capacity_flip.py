@@ -57,7 +57,6 @@ def test_flipping_batch_to_on_demand_in_nap_mode(render: Render) -> None:
         "NodePool/hybrid-llm-batch:spec.template.spec.taints[1].key",
         "NodePool/hybrid-llm-batch:spec.template.spec.taints[1].value",
         "NodePool/hybrid-llm-batch:spec.template.spec.taints[1].effect",
-        "ConfigMap/hybrid-llm-backends:data.backends.yaml|.backends[0].capacityType",
     }
     pool = flipped.find("NodePool", "hybrid-llm-batch")
     assert pool["spec"]["template"]["spec"]["requirements"][1] == {
@@ -69,7 +68,6 @@ def test_flipping_batch_to_on_demand_in_aks_mode(render: Render) -> None:
     assert changes(render("spot-batch-aks"), render("spot-batch-aks", overrides)) == {
         "InferenceSet/hybrid-llm-batch:metadata.labels.hybrid-llm.io/capacity-type",
         "InferenceSet/hybrid-llm-batch:spec.labelSelector.matchLabels.kubernetes.azure.com/scalesetpriority",
-        "ConfigMap/hybrid-llm-backends:data.backends.yaml|.backends[0].capacityType",
     }
     base = load_profile("spot-batch-aks")
     flipped = Profile(base.name, base.path, merge_values(base.values, overrides))

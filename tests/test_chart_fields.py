@@ -182,25 +182,50 @@ def test_stable_service_and_network_policy_select_the_path_pods(render: Render) 
         assert policy["spec"]["ingress"][0]["ports"] == [{"protocol": "TCP", "port": 5000}]
 
 
-def test_backends_point_at_rendered_services(render: Render) -> None:
+def gateway_config(rendering) -> dict:
+    return yaml.safe_load(rendering.find("ConfigMap", "hybrid-llm-gateway")["data"]["gateway.yaml"])
+
+
+def test_gateway_backends_point_at_rendered_services(render: Render) -> None:
+    from gateway.config import GatewayConfig
+
     rendering = render("hybrid")
-    backends = yaml.safe_load(rendering.find("ConfigMap", "hybrid-llm-backends")["data"]["backends.yaml"])["backends"]
-    by_name = {b["name"]: b for b in backends}
-    assert set(by_name) == {"vllm-customer", "vllm-batch", "azure-openai"}
+    config = gateway_config(rendering)
+    GatewayConfig.model_validate(config)  # the gateway itself accepts what the chart renders
+    backends = config["backends"]
+    assert set(backends) == {"vllm-customer", "vllm-batch", "azure-gpt-4o-mini"}
     services = {s["metadata"]["name"] for s in rendering.of_kind("Service")}
     for name in ("customer", "batch"):
-        backend = by_name[f"vllm-{name}"]
+        backend = backends[f"vllm-{name}"]
         host = backend["baseURL"].removeprefix("http://").split(".")[0]
         assert host in services
         assert backend["model"] == f"hybrid-llm-{name}"
+    # overflow happens before vLLM queues: in-flight limit = max-num-seqs x replicas
+    assert backends["vllm-customer"]["maxInFlight"] == 64 and backends["vllm-batch"]["maxInFlight"] == 256
+    assert config["routes"]["customer"] == {"primary": "vllm-customer", "fallbacks": ["azure-gpt-4o-mini"]}
+    assert config["routes"]["batch"] == {"primary": "vllm-batch", "fallbacks": ["azure-gpt-4o-mini"]}
+    assert config["routing"]["structuredOutputRoute"] == "structured"
+    assert config["models"]["code"] == {"route": "customer"}
+
+
+def test_gateway_prices_come_from_the_figures_file(render: Render) -> None:
+    from hybridllm import figures
+
+    pricing = gateway_config(render("hybrid"))["backends"]["azure-gpt-4o-mini"]["pricing"]
+    source = figures.load()["azureOpenAI"]["gpt-4o-mini"]
+    assert pricing == {k: source[k] for k in ("inputPer1M", "cachedInputPer1M", "outputPer1M")}
 
 
 def test_aoai_only_renders_no_gpu_objects(render: Render) -> None:
+    from gateway.config import GatewayConfig
+
     rendering = render("aoai-only")
     gpu_kinds = {"InferenceSet", "Workspace", "NodePool", "AKSNodeClass"}
     assert not [o for o in rendering.objects if o.kind in gpu_kinds]
-    backends = yaml.safe_load(rendering.find("ConfigMap", "hybrid-llm-backends")["data"]["backends.yaml"])
-    assert [b["kind"] for b in backends["backends"]] == ["azure-openai"]
+    config = gateway_config(rendering)
+    GatewayConfig.model_validate(config)
+    assert [b["kind"] for b in config["backends"].values()] == ["azure-openai"]
+    assert config["routes"]["customer"]["primary"] == "azure-gpt-4o-mini"
 
 
 KEY_VAULT = {"modelAccess": {"source": "keyVault", "keyVault": {

@@ -66,6 +66,18 @@ GUARDRAILS: list[tuple[str, str, dict[str, Any], list[str]]] = [
     ("aoai-needs-a-deployment", "aoai-only",
      {"azureOpenAI": {"deployments": None}},
      ["azureOpenAI.deployments is empty"]),
+    ("aoai-fallback-is-a-deployment", "hybrid",
+     {"azureOpenAI": {"fallbackModel": "gpt-5"}},
+     ["azureOpenAI.fallbackModel \"gpt-5\" is not a key of azureOpenAI.deployments (gpt-4o-mini)"]),
+    ("aoai-deployment-needs-a-price", "hybrid",
+     {"azureOpenAI": {"deployments": {"gpt-5": {"deployment": "gpt-5"}}}},
+     ["azureOpenAI.deployments.gpt-5: priceModel \"\" has no prices in data/figures.yaml", "gpt-4o, gpt-4o-mini"]),
+    ("gateway-names-do-not-collide", "hybrid",
+     {"gateway": {"codeAliases": ["gpt-4o-mini"]}},
+     ["gateway model name \"gpt-4o-mini\" is also an Azure OpenAI deployment name"]),
+    ("gateway-autoscaling-bounds", "hybrid",
+     {"gateway": {"autoscaling": {"minReplicas": 5, "maxReplicas": 3}}},
+     ["gateway.autoscaling.minReplicas (5) is above maxReplicas (3)"]),
 ]
 
 

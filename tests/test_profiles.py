@@ -8,7 +8,7 @@ import pytest
 from conftest import PROFILES, Render
 from hybridllm import figures, kaito_export
 from hybridllm.crds import CrdCatalog
-from hybridllm.layout import CHART_SKUS_FILE, KAITO_EXPORT_DIR
+from hybridllm.layout import CHART_FIGURES_FILE, KAITO_EXPORT_DIR
 from hybridllm.profiles import load_profile
 from hybridllm.rendering import lint_profile
 
@@ -89,9 +89,9 @@ def test_kaito_export_holds_only_kaito_objects(render: Render) -> None:
     assert kaito_export.export_files(render("aoai-only")).keys() == {"kustomization.yaml"}
 
 
-def test_chart_sku_table_is_generated_from_figures() -> None:
-    assert CHART_SKUS_FILE.read_text(encoding="utf-8") == figures.chart_sku_table(), (
-        "charts/hybrid-llm/files/skus.yaml is stale: run `make render`"
+def test_chart_figures_are_generated_from_the_data_file() -> None:
+    assert CHART_FIGURES_FILE.read_text(encoding="utf-8") == figures.chart_figures(), (
+        "charts/hybrid-llm/files/figures.yaml is stale: run `make render`"
     )
 
 

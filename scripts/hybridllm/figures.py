@@ -1,5 +1,6 @@
 """The figures data file (data/figures.yaml): prices, throughput and the SKU table, each with
-its source and date. The chart gets a generated copy of the SKU table."""
+its source and date. The chart gets a generated copy of the SKU table and the Azure OpenAI
+prices (charts/hybrid-llm/files/figures.yaml)."""
 
 from __future__ import annotations
 
@@ -9,13 +10,14 @@ from typing import Any
 import yaml
 
 from .errors import UserError
-from .layout import CHART_SKUS_FILE, FIGURES_FILE, display_path
+from .layout import CHART_FIGURES_FILE, FIGURES_FILE, display_path
 from .yamlfiles import load_mapping
 
 _CHART_SKU_FIELDS = ("gpus", "gpuMemoryGiB", "gpuModel")
+_CHART_PRICE_FIELDS = ("inputPer1M", "cachedInputPer1M", "outputPer1M")
 _GENERATED_HEADER = (
     "# Generated from data/figures.yaml by `make render` (scripts/render.py). Do not edit:\n"
-    "# change data/figures.yaml, where each SKU has its source and date.\n"
+    "# change data/figures.yaml, where each figure has its source and date.\n"
 )
 
 
@@ -46,20 +48,24 @@ def gpus_per_node(instance_type: str) -> int:
                         "add it with its GPU count and source") from None
 
 
-def chart_sku_table() -> str:
-    """The text of charts/hybrid-llm/files/skus.yaml for the current figures."""
+def chart_figures() -> str:
+    """The text of charts/hybrid-llm/files/figures.yaml for the current figures."""
     table = {
         name: {field: sku[field] for field in _CHART_SKU_FIELDS if field in sku}
         for name, sku in sorted(skus().items())
     }
-    return _GENERATED_HEADER + yaml.safe_dump({"skus": table}, sort_keys=True)
+    prices = {
+        name: {field: model[field] for field in _CHART_PRICE_FIELDS if field in model}
+        for name, model in sorted(load().get("azureOpenAI", {}).items())
+    }
+    return _GENERATED_HEADER + yaml.safe_dump({"skus": table, "azureOpenAIPrices": prices}, sort_keys=True)
 
 
-def write_chart_sku_table() -> bool:
-    """Regenerate the chart's SKU table; True when the file changed."""
-    text = chart_sku_table()
-    if CHART_SKUS_FILE.exists() and CHART_SKUS_FILE.read_text(encoding="utf-8") == text:
+def write_chart_figures() -> bool:
+    """Regenerate the chart's copy of the figures; True when the file changed."""
+    text = chart_figures()
+    if CHART_FIGURES_FILE.exists() and CHART_FIGURES_FILE.read_text(encoding="utf-8") == text:
         return False
-    CHART_SKUS_FILE.parent.mkdir(parents=True, exist_ok=True)
-    CHART_SKUS_FILE.write_text(text, encoding="utf-8")
+    CHART_FIGURES_FILE.parent.mkdir(parents=True, exist_ok=True)
+    CHART_FIGURES_FILE.write_text(text, encoding="utf-8")
     return True

@@ -7,7 +7,7 @@ from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 CHART_DIR = REPO_ROOT / "charts" / "hybrid-llm"
-CHART_SKUS_FILE = CHART_DIR / "files" / "skus.yaml"
+CHART_FIGURES_FILE = CHART_DIR / "files" / "figures.yaml"
 PROFILES_DIR = REPO_ROOT / "values"
 KAITO_EXPORT_DIR = REPO_ROOT / "kaito"
 BUILD_DIR = REPO_ROOT / "build"

@@ -42,6 +42,8 @@ class StubUpstream:
     stall_seconds: float = 5.0
     retry_after_ms: int | None = 50
     token_delay: float = 0.0
+    # Seconds before any answer (stands in for prefill time); streams wait before the first token.
+    delay: float = 0.0
     record: bool = True
     seen: list[SeenRequest] = field(default_factory=list)
 
@@ -105,6 +107,8 @@ class StubUpstream:
         body = orjson.loads(await request.read())
         if self.record:
             self.seen.append(SeenRequest(request.path, {k.lower(): v for k, v in request.headers.items()}, body))
+        if self.delay:
+            await asyncio.sleep(self.delay)
         mode = self.mode
         if self.mode_count is not None:
             self.mode_count -= 1
@@ -183,8 +187,15 @@ def main() -> None:
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--azure", action="store_true", help="stream like Azure OpenAI")
     parser.add_argument("--token-delay", type=float, default=0.0, help="seconds between streamed tokens")
+    parser.add_argument("--delay", type=float, default=0.0, help="seconds before each answer")
     args = parser.parse_args()
-    stub = StubUpstream(port=args.port, azure=args.azure, token_delay=args.token_delay, record=False)
+    stub = StubUpstream(port=args.port, azure=args.azure, token_delay=args.token_delay, delay=args.delay, record=False)
+    try:
+        import uvloop  # the fastest loop available, so the stub is never the bottleneck
+
+        uvloop.install()
+    except ImportError:
+        pass
     web.run_app(stub.app(), host="127.0.0.1", port=args.port, access_log=None, print=None)
 
 

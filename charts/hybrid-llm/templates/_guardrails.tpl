@@ -83,7 +83,30 @@ The schema handles types, enums and ranges; these checks need more than one valu
 {{- if and (not $anyPath) (not .Values.azureOpenAI.enabled) }}
 {{- fail "both serving paths are disabled and azureOpenAI.enabled is false: there is nothing to serve. Fix: enable paths.customer or paths.batch, or set azureOpenAI.enabled=true." }}
 {{- end }}
-{{- if and .Values.azureOpenAI.enabled (not .Values.azureOpenAI.deployments) }}
-{{- fail "azureOpenAI.enabled is true but azureOpenAI.deployments is empty: requests could not name an Azure OpenAI deployment. Fix: map at least one public model name to a deployment, for example --set azureOpenAI.deployments.gpt-4\\.1-mini=gpt-4.1-mini." }}
+{{- $aoai := .Values.azureOpenAI }}
+{{- if $aoai.enabled }}
+{{- if not $aoai.deployments }}
+{{- fail "azureOpenAI.enabled is true but azureOpenAI.deployments is empty: requests could not name an Azure OpenAI deployment. Fix: add one, for example azureOpenAI.deployments.gpt-4o-mini={deployment: gpt-4o-mini, priceModel: gpt-4o-mini}." }}
+{{- end }}
+{{- if not (hasKey $aoai.deployments $aoai.fallbackModel) }}
+{{- fail (printf "azureOpenAI.fallbackModel %q is not a key of azureOpenAI.deployments (%s): self-hosted routes would fall back to nothing. Fix: name one of the deployments." $aoai.fallbackModel (keys $aoai.deployments | sortAlpha | join ", ")) }}
+{{- end }}
+{{- $prices := (include "hybrid-llm.figures" . | fromYaml).azureOpenAIPrices | default dict }}
+{{- range $public, $d := $aoai.deployments }}
+{{- if and (not $d.pricing) (not (hasKey $prices ($d.priceModel | default ""))) }}
+{{- fail (printf "azureOpenAI.deployments.%s: priceModel %q has no prices in data/figures.yaml (known: %s), so the gateway could not count its cost. Fix: set priceModel to one of those, add the model with its source to data/figures.yaml, or set azureOpenAI.deployments.%s.pricing." $public ($d.priceModel | default "") (keys $prices | sortAlpha | join ", ") $public) }}
+{{- end }}
+{{- end }}
+{{- end }}
+{{- if .Values.gateway.enabled }}
+{{- $g := .Values.gateway }}
+{{- range $name := prepend $g.codeAliases $g.publicModel }}
+{{- if and $aoai.enabled (hasKey $aoai.deployments $name) }}
+{{- fail (printf "gateway model name %q is also an Azure OpenAI deployment name in azureOpenAI.deployments: clients could not tell which they get. Fix: rename gateway.publicModel, the gateway.codeAliases entry or the deployment key." $name) }}
+{{- end }}
+{{- end }}
+{{- if gt (int $g.autoscaling.minReplicas) (int $g.autoscaling.maxReplicas) }}
+{{- fail (printf "gateway.autoscaling.minReplicas (%d) is above maxReplicas (%d). Fix: make minReplicas <= maxReplicas." (int $g.autoscaling.minReplicas) (int $g.autoscaling.maxReplicas)) }}
+{{- end }}
 {{- end }}
 {{- end -}}

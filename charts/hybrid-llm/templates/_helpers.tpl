@@ -38,18 +38,18 @@ app.kubernetes.io/name: {{ include "hybrid-llm.name" . }}
 app.kubernetes.io/instance: {{ .Release.Name }}
 {{- end -}}
 
-{{/* The SKU table, generated into files/skus.yaml from data/figures.yaml. */}}
-{{- define "hybrid-llm.skus" -}}
-{{- $skus := (.Files.Get "files/skus.yaml" | fromYaml).skus -}}
-{{- if not $skus -}}
-{{- fail "charts/hybrid-llm/files/skus.yaml is missing or has no `skus:` map: run `make render` to regenerate it from data/figures.yaml" -}}
+{{/* The SKU table and Azure OpenAI prices, generated into files/figures.yaml from data/figures.yaml. */}}
+{{- define "hybrid-llm.figures" -}}
+{{- $figures := .Files.Get "files/figures.yaml" | fromYaml -}}
+{{- if not $figures.skus -}}
+{{- fail "charts/hybrid-llm/files/figures.yaml is missing or has no `skus:` map: run `make render` to regenerate it from data/figures.yaml" -}}
 {{- end -}}
-{{- toYaml $skus -}}
+{{- toYaml $figures -}}
 {{- end -}}
 
 {{/* GPUs per node of a path's instanceType. Every template that needs it goes through here, so an unknown SKU fails the same clear way whichever template Helm renders first. */}}
 {{- define "hybrid-llm.path.gpusPerNode" -}}
-{{- $skus := include "hybrid-llm.skus" .root | fromYaml -}}
+{{- $skus := (include "hybrid-llm.figures" .root | fromYaml).skus -}}
 {{- $sku := get $skus .path.instanceType -}}
 {{- if not $sku -}}
 {{- fail (printf "paths.%s.instanceType %q is not in the SKU table (data/figures.yaml skus:). Known SKUs: %s. Fix: use one of them, or add the SKU with its GPU count and source to data/figures.yaml and run `make render`." .name .path.instanceType (keys $skus | sortAlpha | join ", ")) -}}

@@ -1,0 +1,108 @@
+{{/*
+The gateway's config file, derived from the enabled paths and the Azure OpenAI deployments.
+Backends: vllm-<path> for each enabled path, azure-<public model> for each deployment.
+Routes: customer, batch, structured (schema-strict output) and azure-<public model>.
+*/}}
+
+{{- define "hybrid-llm.gateway.name" -}}
+{{- printf "%s-gateway" (include "hybrid-llm.fullname" .) -}}
+{{- end -}}
+
+{{- define "hybrid-llm.gateway.selectorLabels" -}}
+{{ include "hybrid-llm.selectorLabels" . }}
+app.kubernetes.io/component: gateway
+{{- end -}}
+
+{{- define "hybrid-llm.gateway.labels" -}}
+{{ include "hybrid-llm.labels" . }}
+app.kubernetes.io/component: gateway
+{{- end -}}
+
+{{- define "hybrid-llm.gateway.azureBackend" -}}
+{{- printf "azure-%s" (. | lower | replace "." "-") -}}
+{{- end -}}
+
+{{/* Where the Azure OpenAI api key file is mounted (auth mode apiKey). */}}
+{{- define "hybrid-llm.gateway.apiKeyDir" -}}/var/run/secrets/hybrid-llm/azure-openai{{- end -}}
+
+{{- define "hybrid-llm.gateway.config" -}}
+{{- $g := .Values.gateway -}}
+{{- $aoai := .Values.azureOpenAI -}}
+{{- $prices := (include "hybrid-llm.figures" . | fromYaml).azureOpenAIPrices | default dict -}}
+{{- $backends := dict -}}
+{{- $routes := dict -}}
+{{- $models := dict -}}
+
+{{- range $name, $path := .Values.paths }}
+{{- if $path.enabled }}
+{{- $ctx := dict "root" $ "name" $name "path" $path }}
+{{- $perReplica := $g.maxInFlightPerReplica | default $path.vllm.maxNumSeqs | int }}
+{{- $_ := set $backends (printf "vllm-%s" $name) (dict
+      "kind" "vllm"
+      "baseURL" (printf "http://%s.%s.svc.cluster.local/v1" (include "hybrid-llm.path.serviceName" $ctx) $.Release.Namespace)
+      "model" (include "hybrid-llm.path.name" $ctx)
+      "maxInFlight" (mul $perReplica (max 1 (int $path.replicas)))
+      "firstByteTimeoutSeconds" $g.vllmFirstByteTimeoutSeconds) }}
+{{- end }}
+{{- end }}
+
+{{- $fallback := "" }}
+{{- if $aoai.enabled }}
+{{- $fallback = include "hybrid-llm.gateway.azureBackend" $aoai.fallbackModel }}
+{{- range $public, $d := $aoai.deployments }}
+{{- $pricing := $d.pricing }}
+{{- if not $pricing }}
+{{- $pricing = get $prices ($d.priceModel | default "") }}
+{{- end }}
+{{- $auth := dict "type" "entra" }}
+{{- if eq $aoai.auth.mode "apiKey" }}
+{{- $auth = dict "type" "apiKey" "apiKeyFile" (printf "%s/%s" (include "hybrid-llm.gateway.apiKeyDir" $) $aoai.auth.apiKeySecret.key) }}
+{{- else if $aoai.auth.clientId }}
+{{- $_ := set $auth "clientId" $aoai.auth.clientId }}
+{{- end }}
+{{- $backend := dict "kind" "azure-openai" "endpoint" (trimSuffix "/" $aoai.endpoint) "deployment" $d.deployment
+      "apiMode" $aoai.apiMode "apiVersion" $aoai.apiVersion "auth" $auth "pricing" $pricing
+      "firstByteTimeoutSeconds" $g.azureFirstByteTimeoutSeconds }}
+{{- $backendName := include "hybrid-llm.gateway.azureBackend" $public }}
+{{- $_ := set $backends $backendName $backend }}
+{{- $_ := set $routes $backendName (dict "primary" $backendName) }}
+{{- $_ := set $models $public (dict "route" $backendName) }}
+{{- end }}
+{{- $_ := set $routes "structured" (dict "primary" $fallback) }}
+{{- end }}
+
+{{- /* Self-hosted routes: their own path first, then the configured spill-over. */}}
+{{- $customer := list }}
+{{- if .Values.paths.customer.enabled }}{{ $customer = append $customer "vllm-customer" }}{{ end }}
+{{- if $fallback }}{{ $customer = append $customer $fallback }}{{ end }}
+{{- $batch := list }}
+{{- if .Values.paths.batch.enabled }}{{ $batch = append $batch "vllm-batch" }}{{ end }}
+{{- range $g.batchFallbacks }}
+{{- if and (eq . "customer") $.Values.paths.customer.enabled }}{{ $batch = append $batch "vllm-customer" }}{{ end }}
+{{- if and (eq . "azureOpenAI") $fallback }}{{ $batch = append $batch $fallback }}{{ end }}
+{{- end }}
+{{- $classRoutes := dict }}
+{{- range $route, $chain := dict "customer" $customer "batch" $batch }}
+{{- if $chain }}
+{{- $_ := set $routes $route (dict "primary" (first $chain) "fallbacks" (rest $chain)) }}
+{{- $_ := set $classRoutes $route $route }}
+{{- end }}
+{{- end }}
+{{- $default := "" }}
+{{- if $customer }}{{ $default = "customer" }}{{ else if $batch }}{{ $default = "batch" }}{{ else }}{{ $default = $fallback }}{{ end }}
+
+{{- $_ := set $models $g.publicModel dict }}
+{{- range $g.codeAliases }}
+{{- $_ := set $models . (dict "route" (ternary "customer" $default (hasKey $routes "customer"))) }}
+{{- end }}
+
+{{- $routing := dict "order" (list "backendHeader" "classHeader" "structuredOutput" "model")
+      "backendHeader" "x-llm-backend" "classHeader" "x-llm-class"
+      "classRoutes" $classRoutes "defaultRoute" $default }}
+{{- if $fallback }}{{ $_ := set $routing "structuredOutputRoute" "structured" }}{{ end }}
+{{- $auth := dict "enabled" $g.auth.enabled }}
+{{- if $g.auth.enabled }}{{ $_ := set $auth "keysFile" "/etc/hybrid-llm/keys/keys.yaml" }}{{ end }}
+{{- toYaml (dict
+      "server" (dict "maxBodyBytes" (int $g.maxBodyBytes) "shutdownGraceSeconds" (int $g.shutdownGraceSeconds))
+      "auth" $auth "backends" $backends "routes" $routes "routing" $routing "models" $models) }}
+{{- end -}}

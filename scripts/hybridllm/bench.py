@@ -1,0 +1,154 @@
+"""Measuring the latency the gateway adds: the same requests sent straight to a stub upstream
+and through the gateway, in one run, on 127.0.0.1 only. Request counts and time are bounded."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import os
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import aiohttp
+import yaml
+
+from .layout import REPO_ROOT
+
+KEY = "sk-bench"
+BODY = {"model": "llama-3.3-70b", "messages": [{"role": "user", "content": "Say hello."}], "max_tokens": 8}
+
+
+@dataclass
+class Sample:
+    latencies: list[float]  # seconds, one per request
+    errors: int
+    elapsed: float
+
+    def percentile(self, q: float) -> float:
+        ordered = sorted(self.latencies)
+        return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else float("nan")
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _wait_for(url: str, timeout: float = 30) -> None:
+    import urllib.error
+    import urllib.request
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            urllib.request.urlopen(url, timeout=1)
+            return
+        except urllib.error.HTTPError:
+            return  # the server answers
+        except OSError:
+            time.sleep(0.1)
+    raise RuntimeError(f"{url} did not come up")
+
+
+class Servers:
+    """A stub upstream and a gateway in their own processes, so the load generator does not
+    share their interpreter."""
+
+    def __init__(self, upstream_delay: float = 0.0) -> None:
+        self.upstream_delay = upstream_delay
+        self.stub_port, self.gateway_port = _free_port(), _free_port()
+        self._dir = tempfile.TemporaryDirectory()
+        self._processes: list[subprocess.Popen] = []
+
+    def __enter__(self) -> "Servers":
+        folder = Path(self._dir.name)
+        (folder / "keys.yaml").write_text(yaml.safe_dump({"keys": [{"name": "bench", "sha256": hashlib.sha256(KEY.encode()).hexdigest()}]}))
+        config = {
+            "auth": {"enabled": True, "keysFile": str(folder / "keys.yaml")},
+            "backends": {"vllm-customer": {"kind": "vllm", "baseURL": f"http://127.0.0.1:{self.stub_port}/v1",
+                                           "model": "bench-model", "maxInFlight": 10000}},
+            "routes": {"customer": {"primary": "vllm-customer"}},
+            "routing": {"defaultRoute": "customer"},
+            "models": {"llama-3.3-70b": {}},
+        }
+        (folder / "gateway.yaml").write_text(yaml.safe_dump(config))
+        env = {**os.environ, "PYTHONPATH": f"{REPO_ROOT / 'scripts'}{os.pathsep}{REPO_ROOT}"}
+        self._processes.append(subprocess.Popen(
+            [sys.executable, "-m", "hybridllm.stub_upstream", "--port", str(self.stub_port),
+             "--delay", str(self.upstream_delay)], env=env, cwd=REPO_ROOT))
+        self._processes.append(subprocess.Popen(
+            [sys.executable, "-m", "gateway", "--config", str(folder / "gateway.yaml"), "--host", "127.0.0.1",
+             "--port", str(self.gateway_port), "--log-level", "WARNING"], env=env, cwd=REPO_ROOT,
+            stdout=subprocess.DEVNULL))
+        _wait_for(f"http://127.0.0.1:{self.stub_port}/v1/chat/completions")
+        _wait_for(f"http://127.0.0.1:{self.gateway_port}/healthz")
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for process in self._processes:
+            process.send_signal(signal.SIGTERM)
+        for process in self._processes:
+            try:
+                process.wait(10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+        self._dir.cleanup()
+
+    @property
+    def direct(self) -> str:
+        return f"http://127.0.0.1:{self.stub_port}/v1/chat/completions"
+
+    @property
+    def via_gateway(self) -> str:
+        return f"http://127.0.0.1:{self.gateway_port}/v1/chat/completions"
+
+
+async def _one(session: aiohttp.ClientSession, url: str, stream: bool) -> float:
+    body = {**BODY, "stream": True} if stream else BODY
+    started = time.perf_counter()
+    async with session.post(url, json=body, headers={"Authorization": f"Bearer {KEY}"}) as response:
+        if response.status != 200:
+            raise RuntimeError(f"HTTP {response.status}")
+        if stream:
+            async for line in response.content:
+                if line.startswith(b"data: ") and b'"content"' in line:
+                    first = time.perf_counter() - started
+                    await response.read()
+                    return first
+            raise RuntimeError("no content chunk")
+        await response.read()
+    return time.perf_counter() - started
+
+
+async def run_load(url: str, concurrency: int, requests: int, stream: bool = False) -> Sample:
+    """`requests` requests, at most `concurrency` in flight. Stream: time to first content chunk."""
+    connector = aiohttp.TCPConnector(limit=concurrency)
+    latencies: list[float] = []
+    errors = 0
+    queue = iter(range(requests))
+
+    async with aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=30)) as session:
+        async def worker() -> None:
+            nonlocal errors
+            for _ in queue:
+                try:
+                    latencies.append(await _one(session, url, stream))
+                except (aiohttp.ClientError, RuntimeError, asyncio.TimeoutError):
+                    errors += 1
+
+        started = time.perf_counter()
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+        elapsed = time.perf_counter() - started
+    return Sample(latencies, errors, elapsed)
+
+
+def median_of_rounds(samples: list[Sample], q: float) -> float:
+    return statistics.median(s.percentile(q) for s in samples)

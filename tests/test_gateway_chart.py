@@ -1,0 +1,132 @@
+"""The gateway's part of the chart: a hardened Deployment, its companions, and a config the
+gateway accepts in every auth mode."""
+
+from __future__ import annotations
+
+import yaml
+
+from conftest import Render
+from gateway.config import GatewayConfig
+from hybridllm.crds import CrdCatalog
+
+GATEWAY = "hybrid-llm-gateway"
+
+
+def config_of(rendering) -> dict:
+    return yaml.safe_load(rendering.find("ConfigMap", GATEWAY)["data"]["gateway.yaml"])
+
+
+def test_gateway_pod_is_locked_down(render: Render) -> None:
+    deployment = render("hybrid").find("Deployment", GATEWAY)
+    pod = deployment["spec"]["template"]["spec"]
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+    assert pod["automountServiceAccountToken"] is False
+    (container,) = pod["containers"]
+    context = container["securityContext"]
+    assert context["readOnlyRootFilesystem"] and not context["allowPrivilegeEscalation"]
+    assert context["capabilities"] == {"drop": ["ALL"]} and context["runAsUser"] > 10000
+    assert container["resources"]["requests"]["cpu"] and container["resources"]["limits"]["memory"]
+    assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
+    assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
+    assert not container["image"].endswith(":latest") and ":" in container["image"]
+    assert {"name": "tmp", "mountPath": "/tmp"} in container["volumeMounts"]
+    assert pod["terminationGracePeriodSeconds"] == 45  # shutdownGraceSeconds 30 + 15
+    assert len(pod["topologySpreadConstraints"]) == 2
+
+
+def test_gateway_replicas_pdb_and_hpa(render: Render) -> None:
+    rendering = render("hybrid")
+    assert "replicas" not in rendering.find("Deployment", GATEWAY)["spec"], "the HPA owns the replica count"
+    assert rendering.find("HorizontalPodAutoscaler", GATEWAY)["spec"]["minReplicas"] == 2
+    assert rendering.find("PodDisruptionBudget", GATEWAY)["spec"]["minAvailable"] == 1
+    fixed = render("hybrid", {"gateway": {"autoscaling": {"enabled": False}, "replicas": 3}})
+    assert fixed.find("Deployment", GATEWAY)["spec"]["replicas"] == 3
+    assert not fixed.of_kind("HorizontalPodAutoscaler")
+
+
+def test_config_change_rolls_the_pods(render: Render) -> None:
+    def checksum(rendering) -> str:
+        return rendering.find("Deployment", GATEWAY)["spec"]["template"]["metadata"]["annotations"]["checksum/config"]
+
+    assert checksum(render("hybrid")) != checksum(render("hybrid", {"gateway": {"maxBodyBytes": 4096}}))
+
+
+def test_workload_identity_mode(render: Render) -> None:
+    rendering = render("hybrid", {"azureOpenAI": {"auth": {"clientId": "0b1c2d3e-4f50-6172-8394-a5b6c7d8e9f0"}}})
+    account = rendering.find("ServiceAccount", GATEWAY)
+    assert account["metadata"]["annotations"]["azure.workload.identity/client-id"] == "0b1c2d3e-4f50-6172-8394-a5b6c7d8e9f0"
+    pod = rendering.find("Deployment", GATEWAY)["spec"]["template"]
+    assert pod["metadata"]["labels"]["azure.workload.identity/use"] == "true"
+    auth = config_of(rendering)["backends"]["azure-gpt-4o-mini"]["auth"]
+    assert auth == {"type": "entra", "clientId": "0b1c2d3e-4f50-6172-8394-a5b6c7d8e9f0"}
+
+
+def test_api_key_mode_mounts_the_secret_as_a_file(render: Render) -> None:
+    rendering = render("hybrid", {"azureOpenAI": {"auth": {"mode": "apiKey"}}})
+    config = config_of(rendering)
+    GatewayConfig.model_validate(config)
+    key_file = config["backends"]["azure-gpt-4o-mini"]["auth"]["apiKeyFile"]
+    pod = rendering.find("Deployment", GATEWAY)["spec"]["template"]["spec"]
+    mount = next(m for m in pod["containers"][0]["volumeMounts"] if m["name"] == "azure-openai-key")
+    volume = next(v for v in pod["volumes"] if v["name"] == "azure-openai-key")
+    assert key_file == f"{mount['mountPath']}/api-key"
+    assert volume["secret"]["secretName"] == "azure-openai-api-key"
+    assert "env" not in pod["containers"][0] or all("api" not in e["name"].lower() for e in pod["containers"][0]["env"])
+    assert "azure.workload.identity/use" not in rendering.find("Deployment", GATEWAY)["spec"]["template"]["metadata"]["labels"]
+
+
+def test_no_secret_material_in_config_maps(render: Render) -> None:
+    rendering = render("hybrid", {"azureOpenAI": {"auth": {"mode": "apiKey"}}})
+    for config_map in rendering.of_kind("ConfigMap"):
+        text = yaml.safe_dump(config_map["data"])
+        assert "hf_" not in text and "sk-" not in text and "api-key:" not in text
+
+
+def test_auth_off_needs_no_keys_secret(render: Render) -> None:
+    rendering = render("hybrid", {"gateway": {"auth": {"enabled": False}}})
+    assert config_of(rendering)["auth"] == {"enabled": False}
+    pod = rendering.find("Deployment", GATEWAY)["spec"]["template"]["spec"]
+    assert all(v["name"] != "keys" for v in pod["volumes"])
+
+
+def test_batch_can_spill_to_the_customer_path(render: Render) -> None:
+    config = config_of(render("hybrid", {"gateway": {"batchFallbacks": ["customer", "azureOpenAI"]}}))
+    assert config["routes"]["batch"] == {"primary": "vllm-batch", "fallbacks": ["vllm-customer", "azure-gpt-4o-mini"]}
+    assert config_of(render("hybrid", {"gateway": {"batchFallbacks": []}}))["routes"]["batch"] == {
+        "primary": "vllm-batch", "fallbacks": []}
+
+
+def test_explicit_pricing_overrides_the_figures(render: Render) -> None:
+    deployments = {"gpt-5": {"deployment": "gpt-5-prod", "pricing": {"inputPer1M": 1.25, "outputPer1M": 10}}}
+    config = config_of(render("hybrid", {"azureOpenAI": {"deployments": deployments, "fallbackModel": "gpt-5"}}))
+    assert config["backends"]["azure-gpt-5"]["pricing"] == {"inputPer1M": 1.25, "outputPer1M": 10}
+    assert config["backends"]["azure-gpt-5"]["deployment"] == "gpt-5-prod"
+    assert config["routes"]["customer"]["fallbacks"] == ["azure-gpt-5"]
+
+
+def test_network_policies_connect_gateway_and_vllm_only(render: Render) -> None:
+    rendering = render("hybrid")
+    gateway_labels = rendering.find("Deployment", GATEWAY)["spec"]["selector"]["matchLabels"]
+    for name in ("customer", "batch"):
+        policy = rendering.find("NetworkPolicy", f"hybrid-llm-{name}-vllm")
+        assert policy["spec"]["ingress"][0]["from"] == [{"podSelector": {"matchLabels": gateway_labels}}]
+    egress = rendering.find("NetworkPolicy", GATEWAY)["spec"]["egress"]
+    targets = [rule.get("to") for rule in egress]
+    assert [{"podSelector": {"matchLabels": {"inferenceset.kaito.sh/created-by": "hybrid-llm-batch"}}}] in targets
+    assert [{"ipBlock": {"cidr": "0.0.0.0/0"}}] in targets
+    assert all(port["port"] in (53, 5000, 443) for rule in egress for port in rule["ports"])
+
+
+def test_service_monitors_match_the_real_crd(render: Render, crd_catalog: CrdCatalog) -> None:
+    rendering = render("hybrid", {"monitoring": {"serviceMonitor": True, "labels": {"release": "prom"}}})
+    monitors = rendering.of_kind("ServiceMonitor")
+    assert sorted(m["metadata"]["name"] for m in monitors) == [
+        "hybrid-llm-batch-vllm", "hybrid-llm-customer-vllm", "hybrid-llm-gateway"]
+    services = {s["metadata"]["name"]: s for s in rendering.of_kind("Service")}
+    for monitor in monitors:
+        assert crd_catalog.problems(monitor) == []
+        assert monitor["metadata"]["labels"]["release"] == "prom"
+        selected = [n for n, s in services.items()
+                    if all(s["metadata"]["labels"].get(k) == v for k, v in monitor["spec"]["selector"]["matchLabels"].items())]
+        assert selected == [monitor["metadata"]["name"]]
