@@ -1,0 +1,101 @@
+"""Finding the pod specs in a render, and the node selection of every workload (pods and KAITO
+InferenceSets/Workspaces, whose pods KAITO creates from the label selector)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Iterator
+
+from .findings import Document
+
+POD_TEMPLATE_KINDS = {"Deployment", "StatefulSet", "DaemonSet", "ReplicaSet", "Job"}
+KAITO_KINDS = {"InferenceSet", "Workspace"}
+
+
+@dataclass(frozen=True)
+class PodTemplate:
+    document: Document
+    spec: dict[str, Any]
+    labels: dict[str, str]
+    annotations: dict[str, str]
+    path: str  # JSON path of the pod spec inside the object
+
+
+def pod_templates(documents: list[Document]) -> Iterator[PodTemplate]:
+    for document in documents:
+        obj = document.obj
+        if not isinstance(obj, dict):
+            continue
+        template, path = None, ""
+        if document.kind in POD_TEMPLATE_KINDS:
+            template, path = _get(obj, "spec", "template"), "spec.template"
+        elif document.kind == "CronJob":
+            template, path = _get(obj, "spec", "jobTemplate", "spec", "template"), "spec.jobTemplate.spec.template"
+        elif document.kind == "Pod":
+            template, path = {"metadata": obj.get("metadata", {}), "spec": obj.get("spec")}, ""
+        if isinstance(template, dict) and isinstance(template.get("spec"), dict):
+            metadata = template.get("metadata") if isinstance(template.get("metadata"), dict) else {}
+            yield PodTemplate(document, template["spec"], _str_map(metadata.get("labels")),
+                              _str_map(metadata.get("annotations")), f"{path}.spec" if path else "spec")
+
+
+def containers(spec: dict[str, Any]) -> Iterator[tuple[str, dict[str, Any]]]:
+    """(path, container) for init and regular containers."""
+    for field in ("initContainers", "containers"):
+        items = spec.get(field)
+        if isinstance(items, list):
+            for index, container in enumerate(items):
+                if isinstance(container, dict):
+                    yield f"{field}[{index}]", container
+
+
+@dataclass(frozen=True)
+class NodeSelection:
+    """Node labels a workload requires: exact values, or sets of allowed values."""
+
+    document: Document
+    required: dict[str, frozenset[str]]
+    tolerations: list[dict[str, Any]] | None  # None: KAITO adds its own
+    path_name: str | None  # the serving path (customer, batch) when the workload belongs to one
+
+
+def _get(obj: Any, *keys: str) -> Any:
+    for key in keys:
+        if not isinstance(obj, dict):
+            return None
+        obj = obj.get(key)
+    return obj
+
+
+def _str_map(value: Any) -> dict[str, str]:
+    return {str(k): str(v) for k, v in value.items()} if isinstance(value, dict) else {}
+
+
+def serving_path(labels: dict[str, str]) -> str | None:
+    component = labels.get("app.kubernetes.io/component", "")
+    if component.startswith("vllm-"):
+        return component.removeprefix("vllm-")
+    return labels.get("hybrid-llm.io/path")
+
+
+def node_selections(documents: list[Document]) -> Iterator[NodeSelection]:
+    for template in pod_templates(documents):
+        spec = template.spec
+        required = {k: frozenset([v]) for k, v in _str_map(spec.get("nodeSelector")).items()}
+        terms = _get(spec, "affinity", "nodeAffinity", "requiredDuringSchedulingIgnoredDuringExecution",
+                     "nodeSelectorTerms")
+        if isinstance(terms, list) and len(terms) == 1 and isinstance(terms[0], dict):
+            for expression in terms[0].get("matchExpressions") or []:
+                if isinstance(expression, dict) and expression.get("operator") == "In":
+                    required[str(expression.get("key"))] = frozenset(map(str, expression.get("values") or []))
+        if required:
+            tolerations = spec.get("tolerations") if isinstance(spec.get("tolerations"), list) else []
+            yield NodeSelection(template.document, required, tolerations,
+                                serving_path({**template.document.labels, **template.labels}))
+    for document in documents:
+        if document.kind not in KAITO_KINDS or not isinstance(document.obj, dict):
+            continue
+        selector = (_get(document.obj, "spec", "labelSelector", "matchLabels") if document.kind == "InferenceSet"
+                    else _get(document.obj, "resource", "labelSelector", "matchLabels"))
+        required = {k: frozenset([v]) for k, v in _str_map(selector).items()}
+        yield NodeSelection(document, required, None, serving_path(document.labels))
