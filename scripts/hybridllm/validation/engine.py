@@ -36,6 +36,8 @@ RULES: dict[str, Rule] = {
              "pass the CRD directory with --crds, or allow the kind with --allow-kind"),
         Rule("waiver-without-reason", "a waiver must say why", f"write the reason as the value of the {WAIVER_PREFIX}<rule> annotation"),
         Rule("helm-lint", "helm lint reported a problem with the chart", "fix what helm lint names"),
+        Rule("helm-render", "the profile does not render (schema or guardrail)", "fix the values as the message says"),
+        Rule("not-text", "the file is not UTF-8 text", "give a YAML manifest"),
     ]},
     **policy.RULES, **placement.RULES, **references.RULES,
 }

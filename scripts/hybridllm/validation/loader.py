@@ -33,9 +33,11 @@ def parse_text(text: str, file: str) -> tuple[list[Document], list[Finding]]:
                                 "delete the file or put the manifest in it", file))
         return documents, findings
     for first_line, chunk in _chunks(text):
-        if not chunk.strip() or all(l.strip().startswith("#") or not l.strip() for l in chunk.splitlines()):
+        if all(l.strip().startswith("#") or not l.strip() for l in chunk.splitlines()):
             continue
-        offset = len(chunk) - len(chunk.lstrip("\n"))
+        lines = chunk.splitlines()
+        # Report the object's first line, not the comments and blank lines above it.
+        lead = next((i for i, l in enumerate(lines) if l.strip() and not l.strip().startswith("#")), 0)
         try:
             obj = yaml.safe_load(chunk)
         except yaml.MarkedYAMLError as exc:
@@ -49,7 +51,7 @@ def parse_text(text: str, file: str) -> tuple[list[Document], list[Finding]]:
             continue
         if obj is None:
             continue
-        documents.append(Document(Source(file, first_line + chunk[:offset].count("\n")), obj))
+        documents.append(Document(Source(file, first_line + lead), obj))
     return documents, findings
 
 

@@ -8,7 +8,7 @@ from typing import Any, Iterator
 
 from .findings import Document, Finding
 from .policy import Rule
-from .workloads import NodeSelection, node_selections
+from .workloads import NodeSelection, as_dict, as_list, dig, node_selections
 
 CAPACITY = "karpenter.sh/capacity-type"
 SPOT_TAINT = ("kubernetes.azure.com/scalesetpriority", "spot", "NoSchedule")
@@ -35,15 +35,15 @@ def _pools(documents: list[Document]) -> list[Pool]:
     for document in documents:
         if document.kind != "NodePool" or not isinstance(document.obj, dict):
             continue
-        template = (document.obj.get("spec") or {}).get("template") or {}
-        spec = template.get("spec") or {}
-        labels = {str(k): frozenset([str(v)]) for k, v in ((template.get("metadata") or {}).get("labels") or {}).items()}
-        for requirement in spec.get("requirements") or []:
+        template = as_dict(dig(document.obj, "spec", "template"))
+        spec = as_dict(template.get("spec"))
+        labels = {str(k): frozenset([str(v)]) for k, v in as_dict(dig(template, "metadata", "labels")).items()}
+        for requirement in as_list(spec.get("requirements")):
             if isinstance(requirement, dict) and requirement.get("operator") == "In":
-                labels[str(requirement.get("key"))] = frozenset(map(str, requirement.get("values") or []))
+                labels[str(requirement.get("key"))] = frozenset(map(str, as_list(requirement.get("values"))))
         # Karpenter's default capacity type is on-demand when a pool does not say.
         labels.setdefault(CAPACITY, frozenset(["on-demand"]))
-        taints = {(t.get("key"), t.get("value"), t.get("effect")) for t in spec.get("taints") or [] if isinstance(t, dict)}
+        taints = {(t.get("key"), t.get("value"), t.get("effect")) for t in as_list(spec.get("taints")) if isinstance(t, dict)}
         pools.append(Pool(document, labels, taints))
     return pools
 

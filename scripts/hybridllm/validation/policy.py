@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, Iterator
 
 from .findings import Document, Finding
-from .workloads import PodTemplate, containers, pod_templates
+from .workloads import PodTemplate, as_dict, as_list, containers, dig, pod_templates
 
 
 @dataclass(frozen=True)
@@ -61,7 +61,7 @@ def _pod_security(template: PodTemplate) -> Iterator[Finding]:
     for flag in ("hostNetwork", "hostPID", "hostIPC"):
         if spec.get(flag) is True:
             yield _finding(doc, "no-host-access", f"pod sets {flag}: true", f"{base}.{flag}")
-    for index, volume in enumerate(spec.get("volumes") or []):
+    for index, volume in enumerate(as_list(spec.get("volumes"))):
         if isinstance(volume, dict) and "hostPath" in volume:
             yield _finding(doc, "no-host-access", f"volume {volume.get('name')!r} is a hostPath", f"{base}.volumes[{index}]")
     if spec.get("automountServiceAccountToken") is not False:
@@ -76,7 +76,7 @@ def _pod_security(template: PodTemplate) -> Iterator[Finding]:
         if context.get("readOnlyRootFilesystem") is not True:
             yield _finding(doc, "read-only-root-fs", f"container {name!r} has a writable root filesystem",
                            f"{at}.readOnlyRootFilesystem")
-        drop = (context.get("capabilities") or {}).get("drop") if isinstance(context.get("capabilities"), dict) else None
+        drop = dig(context, "capabilities", "drop")
         if not isinstance(drop, list) or "ALL" not in drop:
             yield _finding(doc, "drop-all-capabilities", f"container {name!r} does not drop ALL capabilities",
                            f"{at}.capabilities.drop")
@@ -140,7 +140,7 @@ def _looks_secret(value: Any) -> bool:
 def _secrets(documents: list[Document]) -> Iterator[Finding]:
     for document in documents:
         if document.kind == "ConfigMap" and isinstance(document.obj, dict):
-            for key, value in (document.obj.get("data") or {}).items():
+            for key, value in as_dict(document.obj.get("data")).items():
                 if _looks_secret(value) or _looks_secret(f"{key}={value}"):
                     yield _finding(document, "secret-in-config", f"ConfigMap key {key!r} holds a credential-like value",
                                    f"data.{key}")
@@ -149,7 +149,7 @@ def _secrets(documents: list[Document]) -> Iterator[Finding]:
                 yield _finding(document, "secret-data-in-render", "the render contains Secret data", "data")
     for template in pod_templates(documents):
         for where, container in containers(template.spec):
-            for index, env in enumerate(container.get("env") or []):
+            for index, env in enumerate(as_list(container.get("env"))):
                 if isinstance(env, dict) and _looks_secret(env.get("value")):
                     yield _finding(template.document, "secret-in-config",
                                    f"env {env.get('name')!r} of container {container.get('name')!r} holds a credential-like value",
@@ -160,10 +160,13 @@ def selects(selector: Any, labels: dict[str, str]) -> bool:
     """A LabelSelector (matchLabels and matchExpressions) against pod labels."""
     if not isinstance(selector, dict):
         return False
-    if not all(labels.get(k) == str(v) for k, v in (selector.get("matchLabels") or {}).items()):
+    if not all(labels.get(k) == str(v) for k, v in as_dict(selector.get("matchLabels")).items()):
         return False
-    for expression in selector.get("matchExpressions") or []:
-        key, operator, values = expression.get("key"), expression.get("operator"), set(expression.get("values") or [])
+    for expression in as_list(selector.get("matchExpressions")):
+        if not isinstance(expression, dict):
+            return False
+        key, operator = expression.get("key"), expression.get("operator")
+        values = {str(v) for v in as_list(expression.get("values"))}
         present = key in labels
         if ((operator == "In" and labels.get(key) not in values) or (operator == "NotIn" and labels.get(key) in values)
                 or (operator == "Exists" and not present) or (operator == "DoesNotExist" and present)):
@@ -174,18 +177,18 @@ def selects(selector: Any, labels: dict[str, str]) -> bool:
 def _coverage(documents: list[Document]) -> Iterator[Finding]:
     policies = [d for d in documents if d.kind == "NetworkPolicy" and isinstance(d.obj, dict)]
     budgets = [d for d in documents if d.kind == "PodDisruptionBudget" and isinstance(d.obj, dict)]
-    scaled = {((d.obj.get("spec") or {}).get("scaleTargetRef") or {}).get("name") for d in documents
+    scaled = {dig(d.obj, "spec", "scaleTargetRef", "name") for d in documents
               if d.kind == "HorizontalPodAutoscaler" and isinstance(d.obj, dict)}
     for template in pod_templates(documents):
         doc = template.document
         namespace = doc.namespace
-        if not any(p.namespace == namespace and selects((p.obj.get("spec") or {}).get("podSelector"), template.labels)
+        if not any(p.namespace == namespace and selects(dig(p.obj, "spec", "podSelector"), template.labels)
                    for p in policies):
             yield _finding(doc, "network-policy-coverage", "no NetworkPolicy selects these pods", f"{template.path}")
         if doc.kind == "Deployment":
-            replicas = (doc.obj.get("spec") or {}).get("replicas", 1)
+            replicas = as_dict(doc.obj.get("spec")).get("replicas", 1)
             if (doc.name in scaled or (isinstance(replicas, int) and replicas > 1)) and not any(
-                    b.namespace == namespace and selects((b.obj.get("spec") or {}).get("selector"), template.labels)
+                    b.namespace == namespace and selects(dig(b.obj, "spec", "selector"), template.labels)
                     for b in budgets):
                 yield _finding(doc, "pdb-coverage", "a multi-replica Deployment has no PodDisruptionBudget", "spec.replicas")
 

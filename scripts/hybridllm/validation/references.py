@@ -10,7 +10,7 @@ import yaml
 
 from .findings import Document, Finding
 from .policy import Rule, selects
-from .workloads import KAITO_KINDS, containers, pod_templates
+from .workloads import KAITO_KINDS, as_dict, as_list, containers, dig, pod_templates
 
 # Objects list what they expect to exist outside the render, e.g. "Secret/hf-token,Secret/keys".
 # The chart writes it from values such as modelAccess.existingSecret and gateway.auth.keysSecret.
@@ -44,7 +44,7 @@ def _pod_refs(spec: dict[str, Any], base: str) -> Iterator[tuple[str, str, str]]
     account = spec.get("serviceAccountName")
     if account:
         yield "ServiceAccount", str(account), f"{base}.serviceAccountName"
-    for index, volume in enumerate(spec.get("volumes") or []):
+    for index, volume in enumerate(as_list(spec.get("volumes"))):
         if not isinstance(volume, dict):
             continue
         at = f"{base}.volumes[{index}]"
@@ -54,14 +54,14 @@ def _pod_refs(spec: dict[str, Any], base: str) -> Iterator[tuple[str, str, str]]
             yield "Secret", str(volume["secret"].get("secretName")), at
         csi = volume.get("csi")
         if isinstance(csi, dict) and csi.get("driver") == "secrets-store.csi.k8s.io":
-            yield "SecretProviderClass", str((csi.get("volumeAttributes") or {}).get("secretProviderClass")), at
+            yield "SecretProviderClass", str(dig(csi, "volumeAttributes", "secretProviderClass")), at
     for where, container in containers(spec):
-        for index, source in enumerate(container.get("envFrom") or []):
+        for index, source in enumerate(as_list(container.get("envFrom"))):
             for field, kind in (("configMapRef", "ConfigMap"), ("secretRef", "Secret")):
                 ref = source.get(field) if isinstance(source, dict) else None
                 if isinstance(ref, dict) and not ref.get("optional"):
                     yield kind, str(ref.get("name")), f"{base}.{where}.envFrom[{index}]"
-        for index, env in enumerate(container.get("env") or []):
+        for index, env in enumerate(as_list(container.get("env"))):
             value_from = env.get("valueFrom") if isinstance(env, dict) else None
             for field, kind in (("configMapKeyRef", "ConfigMap"), ("secretKeyRef", "Secret")):
                 ref = value_from.get(field) if isinstance(value_from, dict) else None
@@ -71,14 +71,13 @@ def _pod_refs(spec: dict[str, Any], base: str) -> Iterator[tuple[str, str, str]]
 
 def _kaito_refs(document: Document) -> Iterator[tuple[str, str, str]]:
     obj = document.obj
-    inference = ((obj.get("spec") or {}).get("template") or {}).get("inference") if document.kind == "InferenceSet" \
-        else obj.get("inference")
+    inference = dig(obj, "spec", "template", "inference") if document.kind == "InferenceSet" else obj.get("inference")
     base = "spec.template.inference" if document.kind == "InferenceSet" else "inference"
     if not isinstance(inference, dict):
         return
     if inference.get("config"):
         yield "ConfigMap", str(inference["config"]), f"{base}.config"
-    secret = ((inference.get("preset") or {}).get("presetOptions") or {}).get("modelAccessSecret")
+    secret = dig(inference, "preset", "presetOptions", "modelAccessSecret")
     if secret:
         yield "Secret", str(secret), f"{base}.preset.presetOptions.modelAccessSecret"
 
@@ -99,7 +98,7 @@ def check(documents: list[Document]) -> Iterator[Finding]:
     # Secrets that the CSI driver creates from a SecretProviderClass.
     for document in documents:
         if document.kind == "SecretProviderClass" and isinstance(document.obj, dict):
-            for synced in (document.obj.get("spec") or {}).get("secretObjects") or []:
+            for synced in as_list(dig(document.obj, "spec", "secretObjects")):
                 if isinstance(synced, dict):
                     present["Secret"].add((document.namespace, str(synced.get("secretName"))))
 
@@ -121,8 +120,8 @@ def check(documents: list[Document]) -> Iterator[Finding]:
     for document in documents:
         if document.kind != "Service" or not isinstance(document.obj, dict):
             continue
-        selector = (document.obj.get("spec") or {}).get("selector")
-        if not selector:
+        selector = dig(document.obj, "spec", "selector")
+        if not isinstance(selector, dict) or not selector:
             continue  # headless or external endpoints
         if not any(ns == document.namespace and selects({"matchLabels": selector}, labels) for ns, labels in pods):
             yield _finding(document, "service-selects-nothing",
@@ -131,15 +130,15 @@ def check(documents: list[Document]) -> Iterator[Finding]:
     for document in documents:
         if document.kind != "ConfigMap" or not isinstance(document.obj, dict):
             continue
-        text = (document.obj.get("data") or {}).get("gateway.yaml")
+        text = as_dict(document.obj.get("data")).get("gateway.yaml")
         if not isinstance(text, str):
             continue
         try:
-            config = yaml.safe_load(text) or {}
+            config = as_dict(yaml.safe_load(text))
         except yaml.YAMLError as exc:
             yield _finding(document, "gateway-backend-missing", f"gateway.yaml is not valid YAML: {exc}", "data.gateway.yaml")
             continue
-        for name, backend in (config.get("backends") or {}).items():
+        for name, backend in as_dict(config.get("backends")).items():
             if not isinstance(backend, dict) or backend.get("kind") != "vllm":
                 continue
             host = urlparse(str(backend.get("baseURL", ""))).hostname or ""

@@ -28,9 +28,9 @@ def pod_templates(documents: list[Document]) -> Iterator[PodTemplate]:
             continue
         template, path = None, ""
         if document.kind in POD_TEMPLATE_KINDS:
-            template, path = _get(obj, "spec", "template"), "spec.template"
+            template, path = dig(obj, "spec", "template"), "spec.template"
         elif document.kind == "CronJob":
-            template, path = _get(obj, "spec", "jobTemplate", "spec", "template"), "spec.jobTemplate.spec.template"
+            template, path = dig(obj, "spec", "jobTemplate", "spec", "template"), "spec.jobTemplate.spec.template"
         elif document.kind == "Pod":
             template, path = {"metadata": obj.get("metadata", {}), "spec": obj.get("spec")}, ""
         if isinstance(template, dict) and isinstance(template.get("spec"), dict):
@@ -42,11 +42,9 @@ def pod_templates(documents: list[Document]) -> Iterator[PodTemplate]:
 def containers(spec: dict[str, Any]) -> Iterator[tuple[str, dict[str, Any]]]:
     """(path, container) for init and regular containers."""
     for field in ("initContainers", "containers"):
-        items = spec.get(field)
-        if isinstance(items, list):
-            for index, container in enumerate(items):
-                if isinstance(container, dict):
-                    yield f"{field}[{index}]", container
+        for index, container in enumerate(as_list(spec.get(field))):
+            if isinstance(container, dict):
+                yield f"{field}[{index}]", container
 
 
 @dataclass(frozen=True)
@@ -59,12 +57,21 @@ class NodeSelection:
     path_name: str | None  # the serving path (customer, batch) when the workload belongs to one
 
 
-def _get(obj: Any, *keys: str) -> Any:
+def dig(obj: Any, *keys: str) -> Any:
+    """obj[k1][k2]... or None where any step is missing or not a mapping: input may be anything."""
     for key in keys:
         if not isinstance(obj, dict):
             return None
         obj = obj.get(key)
     return obj
+
+
+def as_dict(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+def as_list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else []
 
 
 def _str_map(value: Any) -> dict[str, str]:
@@ -82,12 +89,12 @@ def node_selections(documents: list[Document]) -> Iterator[NodeSelection]:
     for template in pod_templates(documents):
         spec = template.spec
         required = {k: frozenset([v]) for k, v in _str_map(spec.get("nodeSelector")).items()}
-        terms = _get(spec, "affinity", "nodeAffinity", "requiredDuringSchedulingIgnoredDuringExecution",
+        terms = dig(spec, "affinity", "nodeAffinity", "requiredDuringSchedulingIgnoredDuringExecution",
                      "nodeSelectorTerms")
         if isinstance(terms, list) and len(terms) == 1 and isinstance(terms[0], dict):
-            for expression in terms[0].get("matchExpressions") or []:
+            for expression in as_list(terms[0].get("matchExpressions")):
                 if isinstance(expression, dict) and expression.get("operator") == "In":
-                    required[str(expression.get("key"))] = frozenset(map(str, expression.get("values") or []))
+                    required[str(expression.get("key"))] = frozenset(map(str, as_list(expression.get("values"))))
         if required:
             tolerations = spec.get("tolerations") if isinstance(spec.get("tolerations"), list) else []
             yield NodeSelection(template.document, required, tolerations,
@@ -95,7 +102,7 @@ def node_selections(documents: list[Document]) -> Iterator[NodeSelection]:
     for document in documents:
         if document.kind not in KAITO_KINDS or not isinstance(document.obj, dict):
             continue
-        selector = (_get(document.obj, "spec", "labelSelector", "matchLabels") if document.kind == "InferenceSet"
-                    else _get(document.obj, "resource", "labelSelector", "matchLabels"))
+        selector = (dig(document.obj, "spec", "labelSelector", "matchLabels") if document.kind == "InferenceSet"
+                    else dig(document.obj, "resource", "labelSelector", "matchLabels"))
         required = {k: frozenset([v]) for k, v in _str_map(selector).items()}
         yield NodeSelection(document, required, None, serving_path(document.labels))
