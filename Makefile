@@ -6,7 +6,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: render validate test nodepools bench-gateway bench-validate crds clean
+.PHONY: render validate test tools crossover nodepools bench-gateway bench-validate crds clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -23,9 +23,19 @@ render: $(STAMP)
 validate: $(STAMP)
 	$(PY) scripts/validate.py --all-profiles
 
-## Run the test suite (real Helm engine, real CRD schemas from ../shared/crds).
-test: $(STAMP)
+## Debian packages the tests use: a real Prometheus (live cost mode) and promtool (alert rules).
+tools:
+	@command -v prometheus >/dev/null && command -v promtool >/dev/null || { \
+	  echo "installing Debian's prometheus package (prometheus, promtool)"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq prometheus >/dev/null; }
+
+## Run the test suite (real Helm engine, real CRD schemas from ../shared/crds, real Prometheus).
+test: $(STAMP) tools
 	$(PY) -m pytest
+
+## The cost model for the default workload, and its picture for the README.
+crossover: $(STAMP)
+	$(PY) scripts/crossover.py --workload data/workloads/default.yaml --plot docs/img/crossover-default.png
 
 ## Print the `az aks nodepool add` commands for the aks-mode profile.
 nodepools: $(STAMP)

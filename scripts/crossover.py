@@ -37,7 +37,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="naive fixed-cost crossover: one node serves any volume")
     parser.add_argument("--prometheus", help="read observed traffic from this Prometheus HTTP API")
     parser.add_argument("--window", default="1d", help="live mode: the window to read (Prometheus duration)")
-    parser.add_argument("--nodes", default="customer=1,batch=1", help="live mode: nodes running per path")
+    parser.add_argument("--nodes", default="customer=1,batch=1:spot", help="live mode: nodes per path, e.g. customer=2,batch=1:spot")
     args = parser.parse_args(argv)
     try:
         if args.prometheus:

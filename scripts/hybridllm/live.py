@@ -1,0 +1,140 @@
+"""Live mode of the cost model: what the gateway actually served, read from Prometheus.
+
+It reads the gateway's counters over a window (llm_gateway_tokens_total, _cost_usd_total,
+_requests_total) and reports the observed tokens/day, the routed split, how busy the vLLM paths
+were, and the effective USD per 1M tokens of each backend next to the API alternative.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import urllib.error
+import urllib.parse
+import urllib.request
+from dataclasses import dataclass, field
+from typing import Any
+
+from .economics import HOURS_PER_MONTH, ApiPrice, Workload, api_prices, node_for
+from .errors import UserError
+
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+def window_seconds(window: str) -> float:
+    match = re.fullmatch(r"(\d+)([smhdw])", window)
+    if not match:
+        raise UserError("--window", f"{window!r} is not a Prometheus duration", "write it like 30m, 6h or 1d")
+    return int(match.group(1)) * _UNITS[match.group(2)]
+
+
+def parse_nodes(spec: str) -> dict[str, tuple[int, str]]:
+    """`customer=2,batch=1:spot` -> {customer: (2, on-demand), batch: (1, spot)}."""
+    nodes = {}
+    for part in filter(None, spec.split(",")):
+        name, _, rest = part.partition("=")
+        count, _, capacity = rest.partition(":")
+        capacity = capacity or "on-demand"
+        if not count.isdigit() or capacity not in ("on-demand", "spot"):
+            raise UserError("--nodes", f"{part!r} is not path=count[:spot]", "write it like customer=2,batch=1:spot")
+        nodes[name.strip()] = (int(count), capacity)
+    return nodes
+
+
+def query(url: str, promql: str) -> list[tuple[dict[str, str], float]]:
+    address = f"{url.rstrip('/')}/api/v1/query?{urllib.parse.urlencode({'query': promql})}"
+    try:
+        with urllib.request.urlopen(address, timeout=10) as response:
+            body = json.load(response)
+    except (urllib.error.URLError, OSError, ValueError) as exc:
+        raise UserError(url, f"cannot query Prometheus: {exc}", "check --prometheus (the HTTP API base URL)") from None
+    if body.get("status") != "success":
+        raise UserError(url, f"Prometheus refused the query {promql!r}: {body.get('error')}")
+    return [(item["metric"], float(item["value"][1])) for item in body["data"]["result"]]
+
+
+@dataclass
+class BackendUse:
+    name: str
+    prompt_tokens: float = 0.0
+    cached_prompt_tokens: float = 0.0
+    completion_tokens: float = 0.0
+    cost_usd: float = 0.0
+    requests: float = 0.0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def tokens(self) -> float:
+        return self.prompt_tokens + self.cached_prompt_tokens + self.completion_tokens
+
+
+def observe(url: str, window: str) -> dict[str, BackendUse]:
+    backends: dict[str, BackendUse] = {}
+
+    def use(name: str) -> BackendUse:
+        return backends.setdefault(name, BackendUse(name))
+
+    for labels, value in query(url, f"sum by (backend, kind) (increase(llm_gateway_tokens_total[{window}]))"):
+        attribute = {"prompt": "prompt_tokens", "cached_prompt": "cached_prompt_tokens",
+                     "completion": "completion_tokens"}.get(labels.get("kind", ""))
+        if attribute:
+            setattr(use(labels["backend"]), attribute, value)
+    for labels, value in query(url, f"sum by (backend) (increase(llm_gateway_cost_usd_total[{window}]))"):
+        use(labels["backend"]).cost_usd = value
+    for labels, value in query(url, f'sum by (backend) (increase(llm_gateway_requests_total{{backend!="none"}}[{window}]))'):
+        use(labels["backend"]).requests = value
+    return backends
+
+
+def live_report(url: str, window: str, nodes_spec: str, workload: Workload, output_format: str) -> str:
+    seconds = window_seconds(window)
+    nodes = parse_nodes(nodes_spec)
+    backends = observe(url, window)
+    total = sum(b.tokens for b in backends.values())
+    if total <= 0:
+        raise UserError(url, f"the gateway counted no tokens in the last {window}",
+                        "check that Prometheus scrapes the gateway, or widen --window")
+    node = node_for(workload)
+    prices = api_prices()
+    reference: ApiPrice = prices[workload.reference_model or (workload.api_models or tuple(prices))[0]]
+    prompt = sum(b.prompt_tokens + b.cached_prompt_tokens for b in backends.values())
+    cached = sum(b.cached_prompt_tokens for b in backends.values())
+    completion = sum(b.completion_tokens for b in backends.values())
+    alternative = (((prompt - cached) * reference.input_per_1m + cached * reference.cached_input_per_1m
+                    + completion * reference.output_per_1m) / total)
+    rows = []
+    for backend in sorted(backends.values(), key=lambda b: b.name):
+        row: dict[str, Any] = {"backend": backend.name, "tokens": round(backend.tokens), "share": backend.tokens / total,
+                               "requests": round(backend.requests)}
+        if backend.name.startswith("vllm-"):
+            count, capacity = nodes.get(backend.name.removeprefix("vllm-"), (0, "on-demand"))
+            hourly = node.on_demand_hourly
+            if capacity == "spot":
+                if node.spot_hourly is None:
+                    raise UserError("--nodes", f"no spot price for {node.instance_type} in {node.region}",
+                                    "pass --spot-hourly")
+                hourly = node.spot_hourly * (1 + workload.spot_eviction_overhead)
+            node_cost = count * hourly * seconds / 3600
+            row.update(nodes=count, capacityType=capacity, nodeCostUSD=node_cost,
+                       utilisation=(backend.tokens / seconds) / (count * node.tokens_per_second) if count else None,
+                       usdPer1M=node_cost / backend.tokens * 1e6 if backend.tokens else None)
+        else:
+            row.update(costUSD=backend.cost_usd, usdPer1M=backend.cost_usd / backend.tokens * 1e6 if backend.tokens else None)
+        rows.append(row)
+    report = {"window": window, "tokensPerDay": total * 86400 / seconds, "backends": rows,
+              "apiAlternative": {"model": reference.model, "usdPer1M": alternative},
+              "promptShare": prompt / total, "cachedPromptShare": cached / prompt if prompt else 0.0,
+              "monthHours": HOURS_PER_MONTH}
+    if output_format == "json":
+        return json.dumps(report, indent=2)
+    lines = [f"Observed over the last {window}: {report['tokensPerDay'] / 1e6:,.2f}M tokens/day, "
+             f"prompt {report['promptShare']:.0%} of tokens", "",
+             f"  {'backend':<22}{'share':>7}{'tokens':>14}{'$ per 1M':>10}  detail"]
+    for row in rows:
+        price = f"{row['usdPer1M']:.2f}" if row.get("usdPer1M") is not None else "-"
+        detail = (f"{row['nodes']} node(s), utilisation {row['utilisation']:.1%}" if row.get("utilisation") is not None
+                  else f"{row.get('nodes', 0)} node(s) given" if "nodes" in row else f"${row['costUSD']:.4f} billed")
+        lines.append(f"  {row['backend']:<22}{row['share']:>7.1%}{row['tokens']:>14,}{price:>10}  {detail}")
+    lines += ["", f"API alternative: {reference.model} at ${alternative:.2f} per 1M tokens for this mix. A self-hosted "
+              "path only pays when its $ per 1M is below that, and it falls as utilisation rises."]
+    return "\n".join(lines)
