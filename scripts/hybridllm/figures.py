@@ -58,7 +58,12 @@ def chart_figures() -> str:
         name: {field: model[field] for field in _CHART_PRICE_FIELDS if field in model}
         for name, model in sorted(load().get("azureOpenAI", {}).items())
     }
-    return _GENERATED_HEADER + yaml.safe_dump({"skus": table, "azureOpenAIPrices": prices}, sort_keys=True)
+    vm_prices = {
+        sku: {kind: entry[kind]["perHourUSD"] for kind in ("onDemand", "spot") if kind in entry}
+        for sku, entry in sorted(load().get("vmPrices", {}).items())
+    }
+    return _GENERATED_HEADER + yaml.safe_dump({"skus": table, "azureOpenAIPrices": prices, "vmPrices": vm_prices},
+                                              sort_keys=True)
 
 
 def write_chart_figures() -> bool:

@@ -80,6 +80,18 @@ The schema handles types, enums and ranges; these checks need more than one valu
 {{- end }}
 {{- end }}
 
+{{- if .Values.monitoring.dashboard.enabled }}
+{{- $vmPrices := (include "hybrid-llm.figures" . | fromYaml).vmPrices | default dict }}
+{{- range $name, $path := .Values.paths }}
+{{- if $path.enabled }}
+{{- $kind := ternary "spot" "onDemand" (eq $path.capacityType "spot") }}
+{{- $regions := get (get $vmPrices $path.instanceType | default dict) $kind | default dict }}
+{{- if not (hasKey $regions $.Values.monitoring.dashboard.region) }}
+{{- fail (printf "monitoring.dashboard.region %q has no %s price for %s in data/figures.yaml (known: %s), so the dashboard's cost panels would show $0. Fix: set monitoring.dashboard.region to one of those, or add the price with its source." $.Values.monitoring.dashboard.region $kind $path.instanceType (keys $regions | sortAlpha | join ", ")) }}
+{{- end }}
+{{- end }}
+{{- end }}
+{{- end }}
 {{- if and (not $anyPath) (not .Values.azureOpenAI.enabled) }}
 {{- fail "both serving paths are disabled and azureOpenAI.enabled is false: there is nothing to serve. Fix: enable paths.customer or paths.batch, or set azureOpenAI.enabled=true." }}
 {{- end }}
