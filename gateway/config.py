@@ -86,6 +86,8 @@ Backend = Annotated[Union[VllmBackend, AzureOpenAIBackend], Field(discriminator=
 class Route(_Strict):
     primary: str
     fallbacks: list[str] = []
+    # Wait up to this long for the primary (scaled to zero, evicted, full) before the fallbacks.
+    queue_seconds: float = Field(0.0, ge=0, le=600, alias="queueSeconds")
 
 
 RuleName = Literal["backendHeader", "classHeader", "structuredOutput", "model"]

@@ -150,17 +150,22 @@ class Proxy:
 
         attempts = Attempts()
         candidates = decision.candidates
+        queue_until = started + decision.queue_seconds
         index = 0
         retried_same = False
         while index < len(candidates):
             backend = candidates[index]
             following = candidates[index + 1].name if index + 1 < len(candidates) else "none"
             if not backend.try_acquire():
+                if index == 0 and await self._wait_for_primary(queue_until):
+                    continue
                 self._fallback(attempts, backend.name, following, "overflow")
                 index += 1
                 continue
             if not backend.circuit.allow():
                 backend.release()
+                if index == 0 and await self._wait_for_primary(queue_until):
+                    continue
                 self._fallback(attempts, backend.name, following, "circuit_open")
                 index += 1
                 continue
@@ -174,6 +179,9 @@ class Proxy:
                 # Honour retry-after when the only next try is this same backend.
                 retried_same = True
                 await asyncio.sleep(attempts.retry_after)
+                continue
+            if index == 0 and outcome in ("connect_error", "status_5xx", "empty_stream") and \
+                    await self._wait_for_primary(queue_until):
                 continue
             self._fallback(attempts, backend.name, following, outcome)
             index += 1
@@ -297,6 +305,16 @@ class Proxy:
             backend.release()
             self._finish(route, backend, status, relay.usage, started, sent, first_out or sent, request_id,
                          streamed=True)
+
+    @staticmethod
+    async def _wait_for_primary(queue_until: float) -> bool:
+        """Bounded queue: while the route's queue time lasts, wait a moment and try the primary
+        again (it may be scaling up from zero or coming back after an eviction)."""
+        remaining = queue_until - time.perf_counter()
+        if remaining <= 0:
+            return False
+        await asyncio.sleep(min(0.5, remaining))
+        return True
 
     # ---- bookkeeping ---------------------------------------------------------------------------
 

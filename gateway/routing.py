@@ -22,6 +22,7 @@ from .keys import ApiKey
 class Decision:
     route: str
     candidates: tuple[UpstreamBackend, ...]
+    queue_seconds: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -47,6 +48,7 @@ class Router:
             for name, route in config.routes.items()
         }
         self._pinned = {name: (backend,) for name, backend in backends.items()}
+        self._queue = {name: route.queue_seconds for name, route in config.routes.items()}
 
     def decide(self, headers: Mapping[str, str], payload: dict[str, Any], model: str, key: ApiKey) -> Decision | Refusal:
         route = None
@@ -79,7 +81,9 @@ class Router:
         candidates = tuple(b for b in self._routes[route] if key.may_use_backend(b.name))
         if not candidates:
             return Refusal(403, f"this key may use none of the backends of route {route!r}", "backend_not_allowed")
-        return Decision(route, candidates)
+        # Queueing only makes sense while the primary itself may still serve this key.
+        queue = self._queue[route] if candidates[0] is self._routes[route][0] else 0.0
+        return Decision(route, candidates, queue)
 
     def _pin(self, backend: str, key: ApiKey) -> Decision | Refusal:
         if not key.backend_override:

@@ -130,3 +130,24 @@ def test_service_monitors_match_the_real_crd(render: Render, crd_catalog: CrdCat
         selected = [n for n, s in services.items()
                     if all(s["metadata"]["labels"].get(k) == v for k, v in monitor["spec"]["selector"]["matchLabels"].items())]
         assert selected == [monitor["metadata"]["name"]]
+
+
+def test_incident_switch_sends_every_route_to_azure(render: Render) -> None:
+    config = config_of(render("hybrid", {"gateway": {"forceAzureOpenAI": True, "batchQueueSeconds": 60}}))
+    GatewayConfig.model_validate(config)
+    for name in ("customer", "batch", "structured"):
+        assert config["routes"][name] == {"primary": "azure-gpt-4o-mini", **({"fallbacks": []} if name != "structured" else {})}
+    assert config["models"]["code"] == {"route": "customer"}
+    # The paths stay configured, so x-llm-backend can still reach them for checks.
+    assert {"vllm-customer", "vllm-batch"} <= set(config["backends"])
+
+
+def test_adapters_reach_both_inferencesets(render: Render, crd_catalog: CrdCatalog) -> None:
+    adapters = [{"name": "support-tone", "image": "myacr.azurecr.io/adapters/support-tone:1.0",
+                 "imagePullSecrets": ["acr-pull"]}]
+    rendering = render("hybrid", {"kaito": {"adapters": adapters}})
+    for iset in rendering.of_kind("InferenceSet"):
+        assert iset["spec"]["template"]["inference"]["adapters"] == [
+            {"source": {"name": "support-tone", "image": "myacr.azurecr.io/adapters/support-tone:1.0",
+                        "imagePullSecrets": ["acr-pull"]}}]
+        assert crd_catalog.problems(iset) == []

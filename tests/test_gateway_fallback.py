@@ -205,3 +205,34 @@ def test_no_retry_after_the_first_byte(stubs: dict[str, StubUpstream]) -> None:
         failed = sum(metric(gateway, "llm_gateway_requests_total", backend="vllm-customer", status=s)
                      for s in ("stream_error", "stream_truncated"))
         assert failed == 1
+
+
+def test_batch_queue_waits_for_the_path_to_come_back(stubs: dict[str, StubUpstream]) -> None:
+    port = free_port()
+    config_batch = {"baseURL": f"http://127.0.0.1:{port}/v1"}
+    config = example_config(**{name.replace("-", "_"): stub.port for name, stub in stubs.items()})
+    config["backends"]["vllm-batch"].update(config_batch)
+    config["routes"]["batch"].update(queueSeconds=5, fallbacks=["azure-openai"])
+    late = StubUpstream(port=port)
+    timer = threading.Timer(1.0, late.start)
+    with RunningGateway(config) as gateway:
+        timer.start()
+        started = time.monotonic()
+        response = post(gateway, **{"x-llm-class": "batch"})
+        elapsed = time.monotonic() - started
+        timer.join()
+        late.stop()
+        assert response.headers["x-llm-backend"] == "vllm-batch", "the queue should have waited for the batch path"
+        assert 0.9 <= elapsed < 5
+        assert fallbacks(gateway, "connect_error", "vllm-batch", "azure-openai") == 0
+
+
+def test_batch_queue_is_bounded_then_spills(stubs: dict[str, StubUpstream]) -> None:
+    config = example_config(**{name.replace("-", "_"): stub.port for name, stub in stubs.items()})
+    config["backends"]["vllm-batch"]["baseURL"] = f"http://127.0.0.1:{free_port()}/v1"
+    config["routes"]["batch"].update(queueSeconds=1, fallbacks=["azure-openai"])
+    with RunningGateway(config) as gateway:
+        started = time.monotonic()
+        response = post(gateway, **{"x-llm-class": "batch"})
+        assert response.headers["x-llm-backend"] == "azure-openai"
+        assert 1.0 <= time.monotonic() - started < 3

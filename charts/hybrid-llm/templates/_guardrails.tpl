@@ -80,6 +80,21 @@ The schema handles types, enums and ranges; these checks need more than one valu
 {{- end }}
 {{- end }}
 
+{{- $scale := .Values.batchAutoscaling }}
+{{- if $scale.enabled }}
+{{- if not .Values.paths.batch.enabled }}
+{{- fail "batchAutoscaling.enabled is true but paths.batch.enabled is false: there is no batch InferenceSet to scale. Fix: enable the batch path or set batchAutoscaling.enabled=false." }}
+{{- end }}
+{{- if gt (int $scale.minReplicas) (int $scale.maxReplicas) }}
+{{- fail (printf "batchAutoscaling.minReplicas (%d) is above maxReplicas (%d). Fix: make minReplicas <= maxReplicas." (int $scale.minReplicas) (int $scale.maxReplicas)) }}
+{{- end }}
+{{- if gt (int $scale.maxReplicas) (int .Values.paths.batch.nodePool.maxNodes) }}
+{{- fail (printf "batchAutoscaling.maxReplicas (%d) is above paths.batch.nodePool.maxNodes (%d): the extra replicas would wait for nodes that never come. Fix: raise paths.batch.nodePool.maxNodes or lower maxReplicas." (int $scale.maxReplicas) (int .Values.paths.batch.nodePool.maxNodes)) }}
+{{- end }}
+{{- if not .Values.gateway.enabled }}
+{{- fail "batchAutoscaling scales on the gateway's batch demand (llm_gateway_requests_total{route=\"batch\"}), but gateway.enabled is false. Fix: enable the gateway, or scale the batch path some other way." }}
+{{- end }}
+{{- end }}
 {{- if .Values.monitoring.dashboard.enabled }}
 {{- $vmPrices := (include "hybrid-llm.figures" . | fromYaml).vmPrices | default dict }}
 {{- range $name, $path := .Values.paths }}
@@ -112,6 +127,9 @@ The schema handles types, enums and ranges; these checks need more than one valu
 {{- end }}
 {{- if .Values.gateway.enabled }}
 {{- $g := .Values.gateway }}
+{{- if and $g.forceAzureOpenAI (not $aoai.enabled) }}
+{{- fail "gateway.forceAzureOpenAI is true but azureOpenAI.enabled is false: every route would have no backend. Fix: enable azureOpenAI (endpoint, deployments), or turn the switch off." }}
+{{- end }}
 {{- range $name := prepend $g.codeAliases $g.publicModel }}
 {{- if and $aoai.enabled (hasKey $aoai.deployments $name) }}
 {{- fail (printf "gateway model name %q is also an Azure OpenAI deployment name in azureOpenAI.deployments: clients could not tell which they get. Fix: rename gateway.publicModel, the gateway.codeAliases entry or the deployment key." $name) }}

@@ -73,18 +73,27 @@ app.kubernetes.io/component: gateway
 
 {{- /* Self-hosted routes: their own path first, then the configured spill-over. */}}
 {{- $customer := list }}
+{{- $batch := list }}
+{{- if $g.forceAzureOpenAI }}
+{{- /* Incident switch: every route goes to Azure OpenAI alone. */}}
+{{- $customer = list $fallback }}
+{{- $batch = list $fallback }}
+{{- else }}
 {{- if .Values.paths.customer.enabled }}{{ $customer = append $customer "vllm-customer" }}{{ end }}
 {{- if $fallback }}{{ $customer = append $customer $fallback }}{{ end }}
-{{- $batch := list }}
 {{- if .Values.paths.batch.enabled }}{{ $batch = append $batch "vllm-batch" }}{{ end }}
 {{- range $g.batchFallbacks }}
 {{- if and (eq . "customer") $.Values.paths.customer.enabled }}{{ $batch = append $batch "vllm-customer" }}{{ end }}
 {{- if and (eq . "azureOpenAI") $fallback }}{{ $batch = append $batch $fallback }}{{ end }}
 {{- end }}
+{{- end }}
 {{- $classRoutes := dict }}
 {{- range $route, $chain := dict "customer" $customer "batch" $batch }}
 {{- if $chain }}
 {{- $_ := set $routes $route (dict "primary" (first $chain) "fallbacks" (rest $chain)) }}
+{{- if and (eq $route "batch") $.Values.paths.batch.enabled $g.batchQueueSeconds (not $g.forceAzureOpenAI) }}
+{{- $_ := set (get $routes "batch") "queueSeconds" $g.batchQueueSeconds }}
+{{- end }}
 {{- $_ := set $classRoutes $route $route }}
 {{- end }}
 {{- end }}
