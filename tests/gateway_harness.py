@@ -7,8 +7,9 @@ import copy
 import socket
 import threading
 import time
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import uvicorn
 import yaml
@@ -17,6 +18,7 @@ from gateway.app import Gateway, create_app
 from gateway.config import GatewayConfig
 from gateway.keys import digest
 from hybridllm.layout import REPO_ROOT
+from hybridllm.stub_upstream import StubUpstream
 
 EXAMPLE = REPO_ROOT / "gateway" / "examples" / "local.yaml"
 DEMO_KEY = "sk-local-demo"
@@ -73,3 +75,21 @@ class RunningGateway:
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
+
+
+@contextmanager
+def upstream_stubs(customer: dict[str, Any] | None = None) -> Iterator[dict[str, StubUpstream]]:
+    """The three upstreams of the example config as real servers: two vLLM paths and an
+    Azure-flavoured one. `customer` passes options (token_delay, ...) to the customer stub."""
+    started = {"vllm-customer": StubUpstream(**(customer or {})).start(), "vllm-batch": StubUpstream().start(),
+               "azure-openai": StubUpstream(azure=True).start()}
+    try:
+        yield started
+    finally:
+        for stub in started.values():
+            stub.stop()
+
+
+def config_for(stubs: dict[str, StubUpstream]) -> dict[str, Any]:
+    """The example config pointed at running stubs."""
+    return example_config(**{name.replace("-", "_"): stub.port for name, stub in stubs.items()})

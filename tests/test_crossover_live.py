@@ -10,14 +10,13 @@ import sys
 import time
 import urllib.parse
 import urllib.request
-from pathlib import Path
 from typing import Iterator
 
 import httpx
 import pytest
 import yaml
 
-from gateway_harness import DEMO_KEY, RunningGateway, example_config, free_port
+from gateway_harness import DEMO_KEY, RunningGateway, config_for, free_port, upstream_stubs
 from hybridllm.layout import REPO_ROOT
 from hybridllm.stub_upstream import StubUpstream
 
@@ -26,16 +25,13 @@ AUTH = {"Authorization": f"Bearer {DEMO_KEY}"}
 
 @pytest.fixture(scope="module")
 def stubs() -> Iterator[dict[str, StubUpstream]]:
-    started = {"vllm-customer": StubUpstream().start(), "vllm-batch": StubUpstream().start(),
-               "azure-openai": StubUpstream(azure=True).start()}
-    yield started
-    for stub in started.values():
-        stub.stop()
+    with upstream_stubs() as started:
+        yield started
 
 
 @pytest.fixture(scope="module")
 def gateway(stubs: dict[str, StubUpstream]) -> Iterator[RunningGateway]:
-    config = example_config(**{name.replace("-", "_"): stub.port for name, stub in stubs.items()})
+    config = config_for(stubs)
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("AOAI_API_KEY", "k")
         with RunningGateway(config) as running:

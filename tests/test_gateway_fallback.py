@@ -11,7 +11,7 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from gateway_harness import DEMO_KEY, RunningGateway, example_config, free_port
+from gateway_harness import DEMO_KEY, RunningGateway, config_for, free_port, upstream_stubs
 from hybridllm.stub_upstream import StubUpstream
 
 CHAT = "/v1/chat/completions"
@@ -21,11 +21,8 @@ BODY = {"model": "llama-3.3-70b", "messages": [{"role": "user", "content": "hi"}
 
 @pytest.fixture
 def stubs() -> Iterator[dict[str, StubUpstream]]:
-    started = {"vllm-customer": StubUpstream().start(), "vllm-batch": StubUpstream().start(),
-               "azure-openai": StubUpstream(azure=True).start()}
-    yield started
-    for stub in started.values():
-        stub.stop()
+    with upstream_stubs() as started:
+        yield started
 
 
 @pytest.fixture(autouse=True)
@@ -34,7 +31,7 @@ def aoai_key(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def gateway_for(stubs: dict[str, StubUpstream], **backend_tweaks: dict[str, Any]) -> RunningGateway:
-    config = example_config(**{name.replace("-", "_"): stub.port for name, stub in stubs.items()})
+    config = config_for(stubs)
     for name, tweaks in backend_tweaks.items():
         config["backends"][name.replace("_", "-")].update(tweaks)
     return RunningGateway(config)
@@ -210,7 +207,7 @@ def test_no_retry_after_the_first_byte(stubs: dict[str, StubUpstream]) -> None:
 def test_batch_queue_waits_for_the_path_to_come_back(stubs: dict[str, StubUpstream]) -> None:
     port = free_port()
     config_batch = {"baseURL": f"http://127.0.0.1:{port}/v1"}
-    config = example_config(**{name.replace("-", "_"): stub.port for name, stub in stubs.items()})
+    config = config_for(stubs)
     config["backends"]["vllm-batch"].update(config_batch)
     config["routes"]["batch"].update(queueSeconds=5, fallbacks=["azure-openai"])
     late = StubUpstream(port=port)
@@ -228,7 +225,7 @@ def test_batch_queue_waits_for_the_path_to_come_back(stubs: dict[str, StubUpstre
 
 
 def test_batch_queue_is_bounded_then_spills(stubs: dict[str, StubUpstream]) -> None:
-    config = example_config(**{name.replace("-", "_"): stub.port for name, stub in stubs.items()})
+    config = config_for(stubs)
     config["backends"]["vllm-batch"]["baseURL"] = f"http://127.0.0.1:{free_port()}/v1"
     config["routes"]["batch"].update(queueSeconds=1, fallbacks=["azure-openai"])
     with RunningGateway(config) as gateway:

@@ -7,7 +7,7 @@ from typing import Any, Iterator
 import httpx
 import pytest
 
-from gateway_harness import DEMO_KEY, RunningGateway, example_config, write_keys
+from gateway_harness import DEMO_KEY, RunningGateway, config_for, upstream_stubs, write_keys
 from hybridllm.stub_upstream import StubUpstream
 
 CHAT = "/v1/chat/completions"
@@ -20,11 +20,8 @@ def chat(model: str = "llama-3.3-70b", **extra: Any) -> dict[str, Any]:
 
 @pytest.fixture(scope="module")
 def stubs() -> Iterator[dict[str, StubUpstream]]:
-    started = {"vllm-customer": StubUpstream().start(), "vllm-batch": StubUpstream().start(),
-               "azure-openai": StubUpstream(azure=True).start()}
-    yield started
-    for stub in started.values():
-        stub.stop()
+    with upstream_stubs() as started:
+        yield started
 
 
 @pytest.fixture(scope="module")
@@ -35,7 +32,7 @@ def gateway(stubs: dict[str, StubUpstream], tmp_path_factory: pytest.TempPathFac
         "sk-customer-only": {"name": "customer-team", "classes": ["customer"], "backends": ["vllm-customer"]},
         "sk-batch": {"name": "batch-team", "classes": ["batch"], "backends": ["vllm-batch", "azure-openai"]},
     })
-    config = example_config(**{name.replace("-", "_"): stub.port for name, stub in stubs.items()})
+    config = config_for(stubs)
     config["auth"]["keysFile"] = str(keys)
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("AOAI_API_KEY", "aoai-test-key")
@@ -179,7 +176,7 @@ def test_client_errors_pass_through_without_fallback(gateway: RunningGateway, st
 
 def test_auth_off_is_explicit(stubs: dict[str, StubUpstream], monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("AOAI_API_KEY", "aoai-test-key")
-    config = example_config(**{name.replace("-", "_"): stub.port for name, stub in stubs.items()})
+    config = config_for(stubs)
     config["auth"] = {"enabled": False}
     with RunningGateway(config) as running:
         response = httpx.post(running.url + CHAT, json=chat())

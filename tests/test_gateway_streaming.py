@@ -9,7 +9,7 @@ import httpx
 import openai
 import pytest
 
-from gateway_harness import DEMO_KEY, RunningGateway, example_config
+from gateway_harness import DEMO_KEY, RunningGateway, config_for, upstream_stubs
 from hybridllm.stub_upstream import StubUpstream
 from test_gateway_fallback import metric
 
@@ -18,16 +18,13 @@ MESSAGES = [{"role": "user", "content": "hi"}]
 
 @pytest.fixture(scope="module")
 def stubs() -> Iterator[dict[str, StubUpstream]]:
-    started = {"vllm-customer": StubUpstream(token_delay=0.05).start(), "vllm-batch": StubUpstream().start(),
-               "azure-openai": StubUpstream(azure=True).start()}
-    yield started
-    for stub in started.values():
-        stub.stop()
+    with upstream_stubs(customer={"token_delay": 0.05}) as started:
+        yield started
 
 
 @pytest.fixture(scope="module")
 def gateway(stubs: dict[str, StubUpstream]) -> Iterator[RunningGateway]:
-    config = example_config(**{name.replace("-", "_"): stub.port for name, stub in stubs.items()})
+    config = config_for(stubs)
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("AOAI_API_KEY", "aoai-test-key")
         with RunningGateway(config) as running:
