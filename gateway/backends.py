@@ -24,6 +24,7 @@ class UpstreamBackend:
         self.in_flight = 0
         self.circuit = CircuitBreaker(config.circuit.failure_threshold, config.circuit.open_seconds)
         self.first_byte_timeout = config.first_byte_timeout_seconds
+        self.request_timeout = config.request_timeout_seconds
         self.timeout = aiohttp.ClientTimeout(
             total=config.request_timeout_seconds,
             sock_connect=config.connect_timeout_seconds,

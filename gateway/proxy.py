@@ -198,9 +198,12 @@ class Proxy:
                    **(await backend.credentials.headers())}
         sent = time.perf_counter()
         assert self.session is not None
+        # A non-streaming answer's first byte is the whole answer (vLLM sends headers when it has
+        # finished), so only streams are held to the first-byte timeout.
+        wait = backend.first_byte_timeout if streaming else backend.request_timeout
         try:
             # asyncio.timeout rather than wait_for: no extra task per request.
-            async with asyncio.timeout(backend.first_byte_timeout):
+            async with asyncio.timeout(wait):
                 upstream = await self.session.post(backend.urls[endpoint], data=data, headers=headers,
                                                    timeout=backend.timeout)
         except asyncio.TimeoutError:

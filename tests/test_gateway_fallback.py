@@ -73,13 +73,31 @@ def test_connect_error_falls_back(stubs: dict[str, StubUpstream]) -> None:
         assert fallbacks(gateway, "connect_error") == 1
 
 
-def test_timeout_before_first_byte_falls_back(stubs: dict[str, StubUpstream]) -> None:
+def test_stream_timeout_before_first_byte_falls_back(stubs: dict[str, StubUpstream]) -> None:
     stubs["vllm-customer"].mode = "stall"
     with gateway_for(stubs, vllm_customer={"firstByteTimeoutSeconds": 0.3}) as gateway:
         started = time.monotonic()
-        response = post(gateway)
+        response = post(gateway, {**BODY, "stream": True})
         assert response.headers["x-llm-backend"] == "azure-openai"
         assert time.monotonic() - started < 2
+        assert fallbacks(gateway, "timeout") == 1
+
+
+def test_slow_non_streaming_answer_is_not_cut_by_the_first_byte_timeout(stubs: dict[str, StubUpstream]) -> None:
+    """vLLM sends a non-streaming answer's headers only when it has finished generating."""
+    stubs["vllm-customer"].delay = 0.8
+    with gateway_for(stubs, vllm_customer={"firstByteTimeoutSeconds": 0.3}) as gateway:
+        assert post(gateway).headers["x-llm-backend"] == "vllm-customer"
+        assert fallbacks(gateway, "timeout") == 0
+
+
+def test_non_streaming_request_timeout_falls_back(stubs: dict[str, StubUpstream]) -> None:
+    stubs["vllm-customer"].mode = "stall"
+    with gateway_for(stubs, vllm_customer={"requestTimeoutSeconds": 0.5}) as gateway:
+        started = time.monotonic()
+        response = post(gateway)
+        assert response.headers["x-llm-backend"] == "azure-openai"
+        assert time.monotonic() - started < 2.5
         assert fallbacks(gateway, "timeout") == 1
 
 
