@@ -181,3 +181,16 @@ def test_auth_off_is_explicit(stubs: dict[str, StubUpstream], monkeypatch: pytes
     with RunningGateway(config) as running:
         response = httpx.post(running.url + CHAT, json=chat())
         assert response.status_code == 200
+
+
+def test_azure_deployments_api_mode(stubs: dict[str, StubUpstream], monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AOAI_API_KEY", "aoai-test-key")
+    config = config_for(stubs)
+    config["backends"]["azure-openai"].update(apiMode="deployments", apiVersion="2024-10-21", deployment="mini-prod")
+    with RunningGateway(config) as running:
+        response = httpx.post(running.url + CHAT, json=chat("gpt-4o-mini"), headers=AUTH)
+        assert response.status_code == 200 and response.json()["model"] == "gpt-4o-mini"
+    seen = stubs["azure-openai"].seen[-1]
+    assert seen.path == "/openai/deployments/mini-prod/chat/completions"
+    assert seen.query == {"api-version": "2024-10-21"}
+    assert seen.headers["api-key"] == "aoai-test-key"

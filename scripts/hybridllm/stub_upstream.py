@@ -28,6 +28,7 @@ class SeenRequest:
     path: str
     headers: dict[str, str]
     body: dict[str, Any]
+    query: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -106,7 +107,8 @@ class StubUpstream:
     async def _answer(self, request: web.Request, chat: bool) -> web.StreamResponse:
         body = orjson.loads(await request.read())
         if self.record:
-            self.seen.append(SeenRequest(request.path, {k.lower(): v for k, v in request.headers.items()}, body))
+            self.seen.append(SeenRequest(request.path, {k.lower(): v for k, v in request.headers.items()}, body,
+                                         dict(request.query)))
         if self.delay:
             await asyncio.sleep(self.delay)
         mode = self.mode
