@@ -43,7 +43,7 @@ nodepools: $(STAMP)
 
 ## Latency the gateway adds over calling the upstream directly (prints a table; not a test).
 bench-gateway: $(STAMP)
-	cd scripts && ../$(PY) bench_gateway.py
+	cd scripts && ../$(PY) bench_gateway.py --pin-cpus
 
 ## Validator speed against a per-document kubernetes_validate loop (prints a table; not a test).
 bench-validate: $(STAMP)

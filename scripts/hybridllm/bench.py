@@ -62,8 +62,11 @@ class Servers:
     """A stub upstream and a gateway in their own processes, so the load generator does not
     share their interpreter."""
 
-    def __init__(self, upstream_delay: float = 0.0) -> None:
+    def __init__(self, upstream_delay: float = 0.0, pin_cpus: bool = False) -> None:
         self.upstream_delay = upstream_delay
+        # With two or more CPUs: the gateway alone on CPU 0, the stub (and this load generator) on
+        # the others, so the gateway's figures are not its fight for CPU with the load generator.
+        self.pin = pin_cpus and len(os.sched_getaffinity(0)) >= 2
         self.stub_port, self.gateway_port = _free_port(), _free_port()
         self._dir = tempfile.TemporaryDirectory()
         self._processes: list[subprocess.Popen] = []
@@ -81,13 +84,18 @@ class Servers:
         }
         (folder / "gateway.yaml").write_text(yaml.safe_dump(config))
         env = {**os.environ, "PYTHONPATH": f"{REPO_ROOT / 'scripts'}{os.pathsep}{REPO_ROOT}"}
+        cpus = sorted(os.sched_getaffinity(0))
+        gateway_cpus, other_cpus = ({cpus[0]}, set(cpus[1:])) if self.pin else (set(cpus), set(cpus))
+        if self.pin:
+            os.sched_setaffinity(0, other_cpus)
         self._processes.append(subprocess.Popen(
             [sys.executable, "-m", "hybridllm.stub_upstream", "--port", str(self.stub_port),
-             "--delay", str(self.upstream_delay)], env=env, cwd=REPO_ROOT))
+             "--delay", str(self.upstream_delay)], env=env, cwd=REPO_ROOT,
+            preexec_fn=lambda: os.sched_setaffinity(0, other_cpus)))
         self._processes.append(subprocess.Popen(
             [sys.executable, "-m", "gateway", "--config", str(folder / "gateway.yaml"), "--host", "127.0.0.1",
              "--port", str(self.gateway_port), "--log-level", "WARNING"], env=env, cwd=REPO_ROOT,
-            stdout=subprocess.DEVNULL))
+            stdout=subprocess.DEVNULL, preexec_fn=lambda: os.sched_setaffinity(0, gateway_cpus)))
         _wait_for(f"http://127.0.0.1:{self.stub_port}/v1/chat/completions")
         _wait_for(f"http://127.0.0.1:{self.gateway_port}/healthz")
         return self
@@ -152,3 +160,27 @@ async def run_load(url: str, concurrency: int, requests: int, stream: bool = Fal
 
 def median_of_rounds(samples: list[Sample], q: float) -> float:
     return statistics.median(s.percentile(q) for s in samples)
+
+
+def added_latency_buckets(gateway_port: int) -> dict[float, float]:
+    """Cumulative counts of the gateway's own llm_gateway_added_latency_seconds histogram."""
+    import urllib.request
+
+    with urllib.request.urlopen(f"http://127.0.0.1:{gateway_port}/metrics", timeout=5) as response:
+        text = response.read().decode()
+    buckets = {}
+    for line in text.splitlines():
+        if line.startswith("llm_gateway_added_latency_seconds_bucket"):
+            bound = line.split('le="', 1)[1].split('"', 1)[0]
+            buckets[float("inf") if bound == "+Inf" else float(bound)] = float(line.rsplit(" ", 1)[1])
+    return buckets
+
+
+def bucket_quantile(before: dict[float, float], after: dict[float, float], q: float) -> float:
+    """Upper bound of the bucket holding quantile q of the observations between two scrapes."""
+    deltas = sorted((bound, after[bound] - before.get(bound, 0.0)) for bound in after)
+    total = deltas[-1][1]
+    for bound, cumulative in deltas:
+        if total and cumulative >= q * total:
+            return bound
+    return float("nan")
