@@ -105,6 +105,9 @@ class Routing(_Strict):
 
 class PublicModel(_Strict):
     route: str | None = None
+    # The name vLLM serves this model under, when it is not the backend's model: a LoRA adapter.
+    # Azure OpenAI backends still get their deployment.
+    vllm_model: str | None = Field(None, alias="vllmModel", min_length=1)
 
 
 class Auth(_Strict):

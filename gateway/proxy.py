@@ -87,6 +87,12 @@ class Proxy:
         self._router = Router(config, backends)
         self._metrics = metrics
         self._models = frozenset(config.models)
+        # Served model name per (public model, backend), worked out once: the backend's own model,
+        # or the public model's vllmModel (a LoRA adapter) on vLLM backends.
+        self._served = {
+            (public, name): (model.vllm_model if model.vllm_model and backend.kind == "vllm" else backend.model)
+            for public, model in config.models.items() for name, backend in backends.items()
+        }
         self._max_body = config.server.max_body_bytes
         self._max_retry_after = config.routing.max_retry_after_seconds
         self._renames: dict[tuple[str, str], tuple[tuple[bytes, bytes], ...]] = {}
@@ -192,7 +198,8 @@ class Proxy:
                        request_id: str, started: float, attempts: Attempts) -> Response | str:
         """Response when this backend answers (or the client erred), else the reason to move on.
         Owns the backend's in-flight slot: releases it unless a stream takes it over."""
-        payload["model"] = backend.model
+        served = self._served[(public_model, backend.name)]
+        payload["model"] = served
         data = orjson.dumps(payload)
         headers = {"content-type": "application/json", "x-request-id": request_id,
                    **(await backend.credentials.headers())}
@@ -237,7 +244,7 @@ class Proxy:
             if not first:
                 upstream.close()
                 return self._failed(backend, "empty_stream")
-            relay = StreamRelay(self._renames_for(backend.model, public_model), client_wants_usage)
+            relay = StreamRelay(self._renames_for(served, public_model), client_wants_usage)
             return StreamingResponse(
                 self._relay(upstream, first, relay, backend, route, request_id, started, sent),
                 status_code=200, media_type="text/event-stream",

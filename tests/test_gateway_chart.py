@@ -151,3 +151,10 @@ def test_adapters_reach_both_inferencesets(render: Render, crd_catalog: CrdCatal
             {"source": {"name": "support-tone", "image": "myacr.azurecr.io/adapters/support-tone:1.0",
                         "imagePullSecrets": ["acr-pull"]}}]
         assert crd_catalog.problems(iset) == []
+
+
+def test_adapters_become_public_models(render: Render) -> None:
+    adapters = [{"name": "support-tone", "image": "myacr.azurecr.io/adapters/support-tone:1.0"}]
+    config = config_of(render("hybrid", {"kaito": {"adapters": adapters}}))
+    GatewayConfig.model_validate(config)
+    assert config["models"]["support-tone"] == {"route": "customer", "vllmModel": "support-tone"}

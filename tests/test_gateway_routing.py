@@ -194,3 +194,17 @@ def test_azure_deployments_api_mode(stubs: dict[str, StubUpstream], monkeypatch:
     assert seen.path == "/openai/deployments/mini-prod/chat/completions"
     assert seen.query == {"api-version": "2024-10-21"}
     assert seen.headers["api-key"] == "aoai-test-key"
+
+
+def test_lora_adapter_is_served_under_its_own_name(stubs: dict[str, StubUpstream], monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AOAI_API_KEY", "aoai-test-key")
+    config = config_for(stubs)
+    config["models"]["support-tone"] = {"vllmModel": "support-tone"}
+    with RunningGateway(config) as running:
+        response = httpx.post(running.url + CHAT, json=chat("support-tone"), headers=AUTH)
+        assert response.status_code == 200 and response.json()["model"] == "support-tone"
+        assert stubs["vllm-customer"].seen[-1].body["model"] == "support-tone"
+        # Falling back to Azure OpenAI sends the deployment, not the adapter name.
+        pinned = httpx.post(running.url + CHAT, json=chat("support-tone"), headers={**AUTH, "x-llm-backend": "azure-openai"})
+        assert pinned.status_code == 200
+        assert stubs["azure-openai"].seen[-1].body["model"] == "gpt-4o-mini"

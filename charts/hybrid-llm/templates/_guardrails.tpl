@@ -130,10 +130,15 @@ The schema handles types, enums and ranges; these checks need more than one valu
 {{- if and $g.forceAzureOpenAI (not $aoai.enabled) }}
 {{- fail "gateway.forceAzureOpenAI is true but azureOpenAI.enabled is false: every route would have no backend. Fix: enable azureOpenAI (endpoint, deployments), or turn the switch off." }}
 {{- end }}
-{{- range $name := prepend $g.codeAliases $g.publicModel }}
+{{- $names := prepend $g.codeAliases $g.publicModel }}
+{{- range .Values.kaito.adapters }}{{ $names = append $names .name }}{{ end }}
+{{- range $name := $names }}
 {{- if and $aoai.enabled (hasKey $aoai.deployments $name) }}
-{{- fail (printf "gateway model name %q is also an Azure OpenAI deployment name in azureOpenAI.deployments: clients could not tell which they get. Fix: rename gateway.publicModel, the gateway.codeAliases entry or the deployment key." $name) }}
+{{- fail (printf "gateway model name %q is also an Azure OpenAI deployment name in azureOpenAI.deployments: clients could not tell which they get. Fix: rename gateway.publicModel, the gateway.codeAliases entry, the kaito.adapters entry or the deployment key." $name) }}
 {{- end }}
+{{- end }}
+{{- if ne (len $names) (len (uniq $names)) }}
+{{- fail (printf "gateway model names repeat across gateway.publicModel, gateway.codeAliases and kaito.adapters (%s). Fix: give each a distinct name." (join ", " $names)) }}
 {{- end }}
 {{- if gt (int $g.autoscaling.minReplicas) (int $g.autoscaling.maxReplicas) }}
 {{- fail (printf "gateway.autoscaling.minReplicas (%d) is above maxReplicas (%d). Fix: make minReplicas <= maxReplicas." (int $g.autoscaling.minReplicas) (int $g.autoscaling.maxReplicas)) }}

@@ -101,6 +101,10 @@ app.kubernetes.io/component: gateway
 {{- if $customer }}{{ $default = "customer" }}{{ else if $batch }}{{ $default = "batch" }}{{ else }}{{ $default = $fallback }}{{ end }}
 
 {{- $_ := set $models $g.publicModel dict }}
+{{- /* LoRA adapters: public under their own names, served by vLLM under the same name. */}}
+{{- range .Values.kaito.adapters }}
+{{- $_ := set $models .name (dict "route" $default "vllmModel" .name) }}
+{{- end }}
 {{- range $g.codeAliases }}
 {{- $_ := set $models . (dict "route" (ternary "customer" $default (hasKey $routes "customer"))) }}
 {{- end }}
