@@ -87,7 +87,16 @@ class StubUpstream:
     def stop(self) -> None:
         if self._loop is None or self._runner is None:
             return
-        asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self._loop).result(10)
+        async def shutdown() -> None:
+            assert self._runner is not None
+            await self._runner.cleanup()
+            # Keep-alive connections leave handler tasks behind; end them before the loop stops.
+            pending = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+            for task in pending:
+                task.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)
+
+        asyncio.run_coroutine_threadsafe(shutdown(), self._loop).result(10)
         self._loop.call_soon_threadsafe(self._loop.stop)
         if self._thread:
             self._thread.join(10)
