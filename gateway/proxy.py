@@ -87,15 +87,16 @@ class Proxy:
         self._router = Router(config, backends)
         self._metrics = metrics
         self._models = frozenset(config.models)
-        # Served model name per (public model, backend), worked out once: the backend's own model,
-        # or the public model's vllmModel (a LoRA adapter) on vLLM backends.
-        self._served = {
-            (public, name): (model.vllm_model if model.vllm_model and backend.kind == "vllm" else backend.model)
-            for public, model in config.models.items() for name, backend in backends.items()
-        }
+        # Per (public model, backend), worked out once: the name the backend serves (its own model,
+        # or the public model's vllmModel, a LoRA adapter, on vLLM backends) and the byte renames
+        # that turn it back into the public name in streamed chunks.
+        self._served: dict[tuple[str, str], tuple[str, tuple[tuple[bytes, bytes], ...]]] = {}
+        for public, model in config.models.items():
+            for name, backend in backends.items():
+                served = model.vllm_model if model.vllm_model and backend.kind == "vllm" else backend.model
+                self._served[(public, name)] = (served, model_renames(served, public))
         self._max_body = config.server.max_body_bytes
         self._max_retry_after = config.routing.max_retry_after_seconds
-        self._renames: dict[tuple[str, str], tuple[tuple[bytes, bytes], ...]] = {}
         self.session: aiohttp.ClientSession | None = None
 
     # ---- request handling -------------------------------------------------------------------
@@ -198,7 +199,7 @@ class Proxy:
                        request_id: str, started: float, attempts: Attempts) -> Response | str:
         """Response when this backend answers (or the client erred), else the reason to move on.
         Owns the backend's in-flight slot: releases it unless a stream takes it over."""
-        served = self._served[(public_model, backend.name)]
+        served, renames = self._served[(public_model, backend.name)]
         payload["model"] = served
         data = orjson.dumps(payload)
         headers = {"content-type": "application/json", "x-request-id": request_id,
@@ -244,7 +245,7 @@ class Proxy:
             if not first:
                 upstream.close()
                 return self._failed(backend, "empty_stream")
-            relay = StreamRelay(self._renames_for(served, public_model), client_wants_usage)
+            relay = StreamRelay(renames, client_wants_usage)
             return StreamingResponse(
                 self._relay(upstream, first, relay, backend, route, request_id, started, sent),
                 status_code=200, media_type="text/event-stream",
@@ -336,13 +337,6 @@ class Proxy:
     def _fallback(self, attempts: Attempts, source: str, target: str, reason: str) -> None:
         attempts.fallbacks.append(f"{source}:{reason}")
         self._metrics.fallbacks.labels(source, target, reason).inc()
-
-    def _renames_for(self, served: str, public: str) -> tuple[tuple[bytes, bytes], ...]:
-        key = (served, public)
-        renames = self._renames.get(key)
-        if renames is None:
-            renames = self._renames[key] = model_renames(served, public)
-        return renames
 
     def _finish(self, route: str, backend: UpstreamBackend, status: str, usage: dict[str, Any] | None,
                 started: float, sent: float, received: float, request_id: str, streamed: bool = False) -> None:

@@ -4,6 +4,7 @@ upstreams that are real servers too."""
 from __future__ import annotations
 
 import copy
+import os
 import socket
 import threading
 import time
@@ -93,3 +94,19 @@ def upstream_stubs(customer: dict[str, Any] | None = None) -> Iterator[dict[str,
 def config_for(stubs: dict[str, StubUpstream]) -> dict[str, Any]:
     """The example config pointed at running stubs."""
     return example_config(**{name.replace("-", "_"): stub.port for name, stub in stubs.items()})
+
+
+@contextmanager
+def example_gateway(config: dict[str, Any]) -> Iterator[RunningGateway]:
+    """A running gateway with the example's Azure OpenAI key variable set (module-scoped fixtures
+    cannot use monkeypatch)."""
+    previous = os.environ.get("AOAI_API_KEY")
+    os.environ["AOAI_API_KEY"] = "aoai-test-key"
+    try:
+        with RunningGateway(config) as running:
+            yield running
+    finally:
+        if previous is None:
+            os.environ.pop("AOAI_API_KEY", None)
+        else:
+            os.environ["AOAI_API_KEY"] = previous

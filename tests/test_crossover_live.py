@@ -16,7 +16,7 @@ import httpx
 import pytest
 import yaml
 
-from gateway_harness import DEMO_KEY, RunningGateway, config_for, free_port, upstream_stubs
+from gateway_harness import DEMO_KEY, RunningGateway, config_for, example_gateway, free_port, upstream_stubs
 from hybridllm.layout import REPO_ROOT
 from hybridllm.stub_upstream import StubUpstream
 
@@ -31,11 +31,8 @@ def stubs() -> Iterator[dict[str, StubUpstream]]:
 
 @pytest.fixture(scope="module")
 def gateway(stubs: dict[str, StubUpstream]) -> Iterator[RunningGateway]:
-    config = config_for(stubs)
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("AOAI_API_KEY", "k")
-        with RunningGateway(config) as running:
-            yield running
+    with example_gateway(config_for(stubs)) as running:
+        yield running
 
 
 @pytest.fixture(scope="module")

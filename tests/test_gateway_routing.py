@@ -7,7 +7,7 @@ from typing import Any, Iterator
 import httpx
 import pytest
 
-from gateway_harness import DEMO_KEY, RunningGateway, config_for, upstream_stubs, write_keys
+from gateway_harness import DEMO_KEY, RunningGateway, config_for, example_gateway, upstream_stubs, write_keys
 from hybridllm.stub_upstream import StubUpstream
 
 CHAT = "/v1/chat/completions"
@@ -34,10 +34,8 @@ def gateway(stubs: dict[str, StubUpstream], tmp_path_factory: pytest.TempPathFac
     })
     config = config_for(stubs)
     config["auth"]["keysFile"] = str(keys)
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("AOAI_API_KEY", "aoai-test-key")
-        with RunningGateway(config) as running:
-            yield running
+    with example_gateway(config) as running:
+        yield running
 
 
 def post(gateway: RunningGateway, body: Any, headers: dict[str, str] | None = None, path: str = CHAT) -> httpx.Response:

@@ -9,7 +9,7 @@ import httpx
 import openai
 import pytest
 
-from gateway_harness import DEMO_KEY, RunningGateway, config_for, upstream_stubs
+from gateway_harness import DEMO_KEY, RunningGateway, config_for, example_gateway, upstream_stubs
 from hybridllm.stub_upstream import StubUpstream
 from test_gateway_fallback import metric
 
@@ -24,11 +24,8 @@ def stubs() -> Iterator[dict[str, StubUpstream]]:
 
 @pytest.fixture(scope="module")
 def gateway(stubs: dict[str, StubUpstream]) -> Iterator[RunningGateway]:
-    config = config_for(stubs)
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("AOAI_API_KEY", "aoai-test-key")
-        with RunningGateway(config) as running:
-            yield running
+    with example_gateway(config_for(stubs)) as running:
+        yield running
 
 
 @pytest.fixture(scope="module")

@@ -12,7 +12,7 @@ import re
 import urllib.error
 import urllib.parse
 import urllib.request
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from .economics import HOURS_PER_MONTH, ApiPrice, Workload, api_prices, node_for
@@ -61,7 +61,6 @@ class BackendUse:
     completion_tokens: float = 0.0
     cost_usd: float = 0.0
     requests: float = 0.0
-    extra: dict[str, Any] = field(default_factory=dict)
 
     @property
     def tokens(self) -> float:

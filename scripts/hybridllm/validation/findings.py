@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 
@@ -71,7 +71,6 @@ class Finding:
     kubernetes_version: str | None = None
     waived: bool = False
     waiver_reason: str | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
     def about(cls, document: Document, rule: str, message: str, fix: str, path: str = "",
@@ -81,12 +80,9 @@ class Finding:
                    kubernetes_version=kubernetes_version)
 
     def as_json(self) -> dict[str, Any]:
-        data = asdict(self)
-        data.pop("extra")
         return {
-            "rule": data["rule"], "message": data["message"], "fix": data["fix"],
-            "file": data["file"], "line": data["line"],
-            "object": {"kind": data["kind"], "name": data["name"], "namespace": data["namespace"]},
-            "path": data["path"], "kubernetesVersion": data["kubernetes_version"],
-            "waived": data["waived"], "waiverReason": data["waiver_reason"],
+            "rule": self.rule, "message": self.message, "fix": self.fix, "file": self.file, "line": self.line,
+            "object": {"kind": self.kind, "name": self.name, "namespace": self.namespace},
+            "path": self.path, "kubernetesVersion": self.kubernetes_version,
+            "waived": self.waived, "waiverReason": self.waiver_reason,
         }
