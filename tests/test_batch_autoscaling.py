@@ -1,4 +1,5 @@
-"""KEDA scale-from-zero for the batch path, and the gateway's policy while batch is away."""
+"""KEDA autoscaling of the batch path (from zero only where KAITO provisions nodes), and the
+gateway's policy while batch is away."""
 
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ def test_scaled_object_targets_the_batch_inferenceset(render: Render, crd_catalo
     assert crd_catalog.problems(scaled) == []
     assert scaled["spec"]["scaleTargetRef"] == {"apiVersion": "kaito.sh/v1beta1", "kind": "InferenceSet",
                                                 "name": "hybrid-llm-batch"}
-    assert scaled["spec"]["minReplicaCount"] == 0 and scaled["spec"]["maxReplicaCount"] == 2
+    assert scaled["spec"]["minReplicaCount"] == 1 and scaled["spec"]["maxReplicaCount"] == 2
     trigger = scaled["spec"]["triggers"][0]
     assert trigger["type"] == "prometheus"
     assert 'route="batch"' in trigger["metadata"]["query"] and "llm_gateway_requests_total" in trigger["metadata"]["query"]
@@ -38,3 +39,18 @@ def test_gateway_queues_batch_requests_before_spilling(render: Render) -> None:
 
 def test_autoscaling_is_off_by_default(render: Render) -> None:
     assert not render("hybrid").of_kind("ScaledObject")
+
+
+def test_the_apply_serving_job_waits_for_kedas_floor(render: Render) -> None:
+    """With KEDA on, the Job brings up a node for KEDA's minimum, the replicas it will ask for."""
+    plan = render("hybrid", SCALE).find("ConfigMap", "hybrid-llm-serving")["data"]["plan.tsv"]
+    batch = next(line.split("\t") for line in plan.splitlines() if line.startswith("batch\t"))
+    assert batch[2] == "1"
+
+
+def test_scale_from_zero_is_allowed_where_kaito_provisions_nodes(render: Render) -> None:
+    """In kaito mode KAITO's own provisioner brings the node for each new replica, so no node
+    has to exist before KEDA scales the InferenceSet up from zero."""
+    rendering = render("on-demand-kaito", {"batchAutoscaling": {"enabled": True, "minReplicas": 0}})
+    (scaled,) = rendering.of_kind("ScaledObject")
+    assert scaled["spec"]["minReplicaCount"] == 0

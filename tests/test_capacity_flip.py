@@ -35,7 +35,12 @@ def flatten(value: Any, prefix: str = "") -> dict[str, Any]:
 
 def changes(before: Rendering, after: Rendering) -> set[str]:
     def index(rendering: Rendering) -> dict[str, Any]:
-        return {f"{o.kind}/{o.name}": flatten(o.obj) for o in rendering.objects}
+        # Objects embedded for the apply-serving Job are indexed as objects of their own, so their
+        # carrier ConfigMap's copy of them is left out.
+        carried = {o.embedded_in.split(" data.", 1)[1] for o in rendering.objects if o.embedded_in}
+        return {f"{o.kind}/{o.name}": {field: value for field, value in flatten(o.obj).items()
+                                       if not (o.kind == "ConfigMap" and field.split("|")[0].removeprefix("data.") in carried)}
+                for o in rendering.objects}
 
     old, new = index(before), index(after)
     assert old.keys() == new.keys(), "flipping the capacity type must not add or remove objects"
@@ -57,6 +62,14 @@ def test_flipping_batch_to_on_demand_in_nap_mode(render: Render) -> None:
         "NodePool/hybrid-llm-batch:spec.template.spec.taints[1].key",
         "NodePool/hybrid-llm-batch:spec.template.spec.taints[1].value",
         "NodePool/hybrid-llm-batch:spec.template.spec.taints[1].effect",
+        # the node anchor the apply-serving Job uses asks for an on-demand node, and no longer
+        # tolerates the spot taint; the Job's plan carries the new node label selector
+        "Deployment/hybrid-llm-batch-node-anchor:spec.template.spec.nodeSelector.karpenter.sh/capacity-type",
+        "Deployment/hybrid-llm-batch-node-anchor:spec.template.spec.tolerations[1].key",
+        "Deployment/hybrid-llm-batch-node-anchor:spec.template.spec.tolerations[1].operator",
+        "Deployment/hybrid-llm-batch-node-anchor:spec.template.spec.tolerations[1].value",
+        "Deployment/hybrid-llm-batch-node-anchor:spec.template.spec.tolerations[1].effect",
+        "ConfigMap/hybrid-llm-serving:data.plan.tsv",
     }
     pool = flipped.find("NodePool", "hybrid-llm-batch")
     assert pool["spec"]["template"]["spec"]["requirements"][1] == {
@@ -68,6 +81,12 @@ def test_flipping_batch_to_on_demand_in_aks_mode(render: Render) -> None:
     assert changes(render("spot-batch-aks"), render("spot-batch-aks", overrides)) == {
         "InferenceSet/hybrid-llm-batch:metadata.labels.hybrid-llm.io/capacity-type",
         "InferenceSet/hybrid-llm-batch:spec.labelSelector.matchLabels.kubernetes.azure.com/scalesetpriority",
+        "Deployment/hybrid-llm-batch-node-anchor:spec.template.spec.nodeSelector.kubernetes.azure.com/scalesetpriority",
+        "Deployment/hybrid-llm-batch-node-anchor:spec.template.spec.tolerations[1].key",
+        "Deployment/hybrid-llm-batch-node-anchor:spec.template.spec.tolerations[1].operator",
+        "Deployment/hybrid-llm-batch-node-anchor:spec.template.spec.tolerations[1].value",
+        "Deployment/hybrid-llm-batch-node-anchor:spec.template.spec.tolerations[1].effect",
+        "ConfigMap/hybrid-llm-serving:data.plan.tsv",
     }
     base = load_profile("spot-batch-aks")
     flipped = Profile(base.name, base.path, merge_values(base.values, overrides))

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 import yaml
 
-from conftest import Render, inference_config, paths_of
+from conftest import PROFILES, Render, inference_config, paths_of
 from hybridllm.nodepools import pool_commands
 from hybridllm.profiles import load_profile
 
@@ -71,11 +71,24 @@ def test_customer_is_tuned_for_latency_and_batch_for_throughput(render: Render) 
     assert annotations["batch"]["kaito.sh/performance-mode"] == "throughput"
 
 
-def test_prefix_caching_off_uses_the_no_form(render: Render) -> None:
-    rendering = render("hybrid", {"paths": {"batch": {"vllm": {"enablePrefixCaching": False}}}})
+@pytest.mark.parametrize("profile", PROFILES)
+def test_no_boolean_reaches_kaitos_vllm_flags(render: Render, profile: str) -> None:
+    """KAITO appends each `vllm:` entry as `--key str(value)` (kaito presets/workspace/inference/
+    vllm/inference_api.py): a boolean becomes `--flag True`, which vLLM's valueless boolean flags
+    cannot take (issue 9, item 4). Prefix caching is vLLM's default, so nothing is written for it."""
+    rendering = render(profile)
+    for iset in paths_of(rendering).values():
+        vllm = inference_config(rendering, iset)["vllm"]
+        assert not [k for k, v in vllm.items() if isinstance(v, bool) or v is None], vllm
+        assert "enable-prefix-caching" not in vllm and "no-enable-prefix-caching" not in vllm
+
+
+def test_json_valued_flags_stay_json_strings(render: Render) -> None:
+    """vLLM's JSON-valued flags (such as --compilation-config) take a JSON string; the schema allows
+    only scalars in extraArgs, so KAITO's str() hands vLLM exactly that string."""
+    rendering = render("hybrid", {"paths": {"batch": {"vllm": {"extraArgs": {"compilation-config": '{"level": 3}'}}}}})
     vllm = inference_config(rendering, paths_of(rendering)["batch"])["vllm"]
-    assert vllm.get("no-enable-prefix-caching") is True
-    assert "enable-prefix-caching" not in vllm
+    assert vllm["compilation-config"] == '{"level": 3}'
 
 
 def test_cpu_kv_offload_and_extra_args_when_asked_for(render: Render) -> None:

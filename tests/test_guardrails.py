@@ -55,9 +55,37 @@ GUARDRAILS: list[tuple[str, str, dict[str, Any], list[str]]] = [
     ("flag-owned-by-a-value", "hybrid",
      {"paths": {"batch": {"vllm": {"extraArgs": {"max-model-len": 8192}}}}},
      ["paths.batch.vllm.extraArgs.max-model-len", "dedicated value"]),
+    # issue 9, item 4: KAITO passes `--key str(value)`, vLLM's boolean flags take no value
     ("false-boolean-flag", "hybrid",
      {"paths": {"batch": {"vllm": {"extraArgs": {"enforce-eager": False}}}}},
-     ["extraArgs.enforce-eager is false", "--enforce-eager False", "no-enforce-eager=true"]),
+     ["extraArgs.enforce-eager is a boolean", "`--enforce-eager False`", "model_tag", "unrecognized arguments"]),
+    ("true-boolean-flag", "hybrid",
+     {"paths": {"batch": {"vllm": {"extraArgs": {"enforce-eager": True}}}}},
+     ["extraArgs.enforce-eager is a boolean", "`--enforce-eager True`", "inference_api.py"]),
+    ("prefix-caching-cannot-be-switched-off", "hybrid",
+     {"paths": {"batch": {"vllm": {"enablePrefixCaching": False}}}},
+     ["paths.batch.vllm.enablePrefixCaching is false", "--no-enable-prefix-caching, takes no value"]),
+    # issue 9, item 6: KAITO's derived names must fit 63-character label values
+    ("inferenceset-name-fits-kaitos-labels", "hybrid",
+     {"fullnameOverride": "a-rather-long-release-name-for-llama-70b"},
+     ["the InferenceSet name \"a-rather-long-release-name-for-llama-70b-customer\" is 49 characters",
+      "at most 46", "controller-revision-hash"]),
+    ("inferenceset-name-fits-kaitos-nodepool-label", "on-demand-kaito",
+     {"fullnameOverride": "a-release-name-of-thirty-nine-characte"},
+     ["is 47 characters", "at most 46"]),
+    # issue 9, item 2: GPU feature discovery must run on every GPU node
+    ("gfd-tolerates-the-gpu-taints", "hybrid",
+     {"kaito": {"gpuFeatureDiscovery": {"tolerations": [{"key": "nvidia.com/gpu", "operator": "Exists"}]}}},
+     ["paths.batch: its GPU nodes carry the taint sku=gpu:NoSchedule", "GetGPUConfigFromNodeLabels",
+      "gpu-feature-discovery.nfd.worker.tolerations"]),
+    ("gfd-tolerates-the-spot-taint", "hybrid",
+     {"kaito": {"gpuFeatureDiscovery": {"tolerations": [{"key": "sku", "operator": "Equal", "value": "gpu"}]}}},
+     ["paths.batch: its GPU nodes carry the taint kubernetes.azure.com/scalesetpriority=spot:NoSchedule"]),
+    # issue 9, item 3: no scale-from-zero where nothing would bring a node back
+    ("keda-cannot-scale-byo-from-zero", "hybrid",
+     {"batchAutoscaling": {"enabled": True, "minReplicas": 0}},
+     ["batchAutoscaling.minReplicas is 0 with nodePools.mode=nap", "validateCreateWithInference",
+      "byo_provisioner.go", "paths.batch.replicas=0"]),
     ("key-vault-needs-its-coordinates", "hybrid", KEY_VAULT_EMPTY,
      ["modelAccess.keyVault.vaultName is empty", "modelAccess.source=existingSecret"]),
     ("nothing-to-serve", "aoai-only",
@@ -119,6 +147,16 @@ def test_acknowledged_customer_spot_renders_with_the_spot_taint(render: Render) 
 def test_batch_may_park_at_zero_replicas(render: Render) -> None:
     rendering = render("hybrid", {"paths": {"batch": {"replicas": 0}}})
     assert rendering.find("InferenceSet", "hybrid-llm-batch")["spec"]["replicas"] == 0
+    # The Job brings up no node for a parked path (and leaves its InferenceSet alone while no node exists).
+    plan = rendering.find("ConfigMap", "hybrid-llm-serving")["data"]["plan.tsv"]
+    assert "batch\thybrid-llm-batch\t0\t" in plan
+
+
+def test_longest_allowed_inferenceset_name_renders(render: Render) -> None:
+    # 37 + len("-customer") = 46, KAITO's limit: the guardrail must not refuse it.
+    name = "a" * 37
+    rendering = render("hybrid", {"fullnameOverride": name})
+    assert {i["metadata"]["name"] for i in rendering.of_kind("InferenceSet")} == {f"{name}-customer", f"{name}-batch"}
 
 
 def test_either_path_can_be_switched_off(render: Render) -> None:

@@ -99,12 +99,18 @@ def test_chart_figures_are_generated_from_the_data_file() -> None:
 def test_serving_objects_are_kept_on_uninstall(render: Render, profile: str) -> None:
     serving_kinds = {"InferenceSet", "NodePool", "AKSNodeClass"}
     rendering = render(profile)
-    kept = [o for o in rendering.objects if o.kind in serving_kinds]
-    kept += [o for o in rendering.objects if o.kind == "ConfigMap" and o.name.endswith("-vllm-config")]
+    helm_objects = [o for o in rendering.objects if not o.embedded_in]
+    kept = [o for o in helm_objects if o.kind in serving_kinds]
+    kept += [o for o in helm_objects if o.kind == "ConfigMap" and o.name.endswith("-vllm-config")]
     assert kept
     for rendered in kept:
         annotations = rendered.obj["metadata"].get("annotations", {})
         assert annotations.get("helm.sh/resource-policy") == "keep", f"{rendered.kind}/{rendered.name}"
+    # In the byo modes the apply-serving Job creates the InferenceSets: Helm never deletes them, and
+    # with keepOnUninstall nothing owns them either.
+    for rendered in rendering.objects:
+        if rendered.embedded_in and rendered.kind == "InferenceSet":
+            assert "ownerReferences" not in rendered.obj["metadata"], rendered.name
 
 
 def test_keep_policy_can_be_switched_off(render: Render) -> None:
@@ -112,3 +118,11 @@ def test_keep_policy_can_be_switched_off(render: Render) -> None:
     assert not any(
         "helm.sh/resource-policy" in (o.obj["metadata"].get("annotations") or {}) for o in rendering.objects
     )
+    # The Job-applied InferenceSets are owned by the Helm-managed serving ConfigMap (the Job puts in
+    # its UID), so `helm uninstall` removes them through garbage collection.
+    for iset in rendering.of_kind("InferenceSet"):
+        assert iset["metadata"]["ownerReferences"] == [{
+            "apiVersion": "v1", "kind": "ConfigMap", "name": "hybrid-llm-serving", "uid": "SERVING-CONFIGMAP-UID"}]
+    env = {e["name"]: e["value"] for e in rendering.find("Job", "hybrid-llm-serving-applier")["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert env["OWNER_CONFIGMAP"] == "hybrid-llm-serving" and env["OWNER_UID_PLACEHOLDER"] == "SERVING-CONFIGMAP-UID"
+    assert env["PRUNE_SELECTOR"] == "app.kubernetes.io/instance=hybrid-llm,app.kubernetes.io/part-of=hybrid-llm"

@@ -15,6 +15,7 @@ from typing import Any, Protocol
 
 import yaml
 
+from .embedded import embedded_documents
 from .errors import UserError
 from .layout import display_path
 
@@ -29,6 +30,9 @@ class RenderedObject:
 
     template: str
     obj: dict[str, Any]
+    # Where the object is carried when the chart embeds it for a later apply (see embedded.py),
+    # for example "ConfigMap/hybrid-llm-serving data.customer.inferenceset.yaml"; None otherwise.
+    embedded_in: str | None = None
 
     @property
     def kind(self) -> str:
@@ -172,5 +176,14 @@ def parse_objects(rendered: dict[str, str]) -> list[RenderedObject]:
         except yaml.YAMLError as exc:
             raise UserError(template, f"the chart rendered invalid YAML: {exc}",
                             "this is a chart bug; render with the same values and read that template") from None
-        objects.extend(RenderedObject(template, d) for d in documents if isinstance(d, dict) and d)
+        for document in documents:
+            if not (isinstance(document, dict) and document):
+                continue
+            objects.append(RenderedObject(template, document))
+            for carried in embedded_documents(document):
+                origin = carried.origin(str(document.get("metadata", {}).get("name", "")))
+                if carried.error or not isinstance(carried.obj, dict):
+                    raise UserError(template, f"{origin}: {carried.error or 'not an object'}",
+                                    "this is a chart bug; render with the same values and read that template")
+                objects.append(RenderedObject(template, carried.obj, origin))
     return objects

@@ -28,6 +28,17 @@ The schema handles types, enums and ranges; these checks need more than one valu
 {{- end }}
 {{- end }}
 
+{{- if not $path.vllm.enablePrefixCaching }}
+{{- fail (printf "%s.vllm.enablePrefixCaching is false, but its off switch, --no-enable-prefix-caching, takes no value, and KAITO appends every inference_config entry as `--<flag> <value>` (kaito presets/workspace/inference/vllm/inference_api.py), which vLLM refuses or misreads. Fix: keep %s.vllm.enablePrefixCaching=true (vLLM's default)." $at $at) }}
+{{- end }}
+
+{{- /* Longest InferenceSet name: a child Workspace is named <inferenceset>-<5 random> (GenerateName), its StatefulSet carries that name, and the pods' controller-revision-hash label <statefulset>-<hash of up to 10> must fit a 63-character label value. */ -}}
+{{- $isName := include "hybrid-llm.path.name" (dict "root" $ "name" $name "path" $path) }}
+{{- $maxName := int (include "hybrid-llm.kaito.maxInferenceSetName" $) }}
+{{- if gt (len $isName) $maxName }}
+{{- fail (printf "%s: the InferenceSet name %q is %d characters; KAITO's names derived from it must fit 63-character label values, which allows at most %d here (%s). Fix: set fullnameOverride (or a shorter release name) so that \"<fullname>-%s\" has at most %d characters." $at $isName (len $isName) $maxName (include "hybrid-llm.kaito.maxInferenceSetNameWhy" $) $name $maxName) }}
+{{- end }}
+
 {{- if and (eq $name "customer") (lt (int $path.replicas) 1) }}
 {{- fail (printf "%s.replicas is %d: the customer path keeps at least 1 replica because a 70B cold start takes minutes (node, image, 131 GiB of weights). Fix: set %s.replicas>=1, or set %s.enabled=false to run without the customer path." $at (int $path.replicas) $at $at) }}
 {{- end }}
@@ -51,8 +62,8 @@ The schema handles types, enums and ranges; these checks need more than one valu
 {{- if has $flag $removedFlags }}
 {{- fail (printf "%s.vllm.extraArgs.%s: current vLLM (0.18 and later, shipped by KAITO 0.11+) no longer has --%s and would refuse to start or ignore it. Fix: remove it from %s.vllm.extraArgs." $at $flag $flag $at) }}
 {{- end }}
-{{- if and (kindIs "bool" $value) (not $value) }}
-{{- fail (printf "%s.vllm.extraArgs.%s is false: KAITO passes every entry as `--%s False`, which switches a boolean flag on. Fix: remove the entry, or use vLLM's negative form, %s.vllm.extraArgs.no-%s=true." $at $flag $flag $at $flag) }}
+{{- if kindIs "bool" $value }}
+{{- fail (printf "%s.vllm.extraArgs.%s is a boolean: KAITO appends every inference_config entry as `--%s %s` (kaito presets/workspace/inference/vllm/inference_api.py KAITOArgumentParser.parse_args), but vLLM's boolean flags take no value, so the stray %s lands in vLLM's optional positional model_tag, and a second one stops vLLM with \"unrecognized arguments\" (CrashLoopBackOff). KAITO cannot pass a valueless flag at all. Fix: remove the entry; use a flag that takes a value instead." $at $flag $flag (ternary "True" "False" $value) (ternary "True" "False" $value)) }}
 {{- end }}
 {{- if has $flag $ownedFlags }}
 {{- fail (printf "%s.vllm.extraArgs.%s: this flag is set from a dedicated value (or by KAITO) and must not be set twice. Fix: remove it from extraArgs and use the %s.vllm field for it." $at $flag $at) }}
@@ -67,6 +78,17 @@ The schema handles types, enums and ranges; these checks need more than one valu
 {{- end }}
 {{- if and (eq $mode "kaito") (eq .Values.kaito.nodeProvisioner "byo") }}
 {{- fail "nodePools.mode is kaito but kaito.nodeProvisioner is byo: with byo KAITO creates no nodes and this chart renders no node pools, so the paths would stay Pending. Fix: set kaito.nodeProvisioner to karpenter or azure-gpu-provisioner (as KAITO is installed), or use nodePools.mode=nap or aks." }}
+{{- end }}
+{{- if include "hybrid-llm.kaito.byo" . }}
+{{- range $name, $path := .Values.paths }}
+{{- if $path.enabled }}
+{{- range $taint := (include "hybrid-llm.path.nodeTaints" (dict "root" $ "name" $name "path" $path) | fromYamlArray) }}
+{{- if not (include "hybrid-llm.tolerates" (dict "tolerations" $.Values.kaito.gpuFeatureDiscovery.tolerations "taint" $taint)) }}
+{{- fail (printf "paths.%s: its GPU nodes carry the taint %s=%s:%s, which kaito.gpuFeatureDiscovery.tolerations does not tolerate. KAITO (byo) reads the GPU model, count and memory from the nvidia.com/gpu.* labels that gpu-feature-discovery and the NFD worker write (kaito pkg/sku/helpers.go GetGPUConfigFromNodeLabels); they would never run on those nodes, so KAITO's webhook would refuse the InferenceSet forever. Fix: install KAITO with --set-json for gpu-feature-discovery.tolerations and gpu-feature-discovery.nfd.worker.tolerations that include it (see the README), and list it in kaito.gpuFeatureDiscovery.tolerations." $name $taint.key $taint.value $taint.effect) }}
+{{- end }}
+{{- end }}
+{{- end }}
+{{- end }}
 {{- end }}
 {{- if and $anySpot (not .Values.kaito.spotInstanceEnabled) }}
 {{- fail "a path runs on spot but kaito.spotInstanceEnabled is false: KAITO's NVIDIA device plugin would not tolerate the spot taint, so spot nodes would report no nvidia.com/gpu and the path would never start. Fix: install KAITO with --set spotInstance.enabled=true and set kaito.spotInstanceEnabled=true, or move the path to on-demand." }}
@@ -84,6 +106,9 @@ The schema handles types, enums and ranges; these checks need more than one valu
 {{- if $scale.enabled }}
 {{- if not .Values.paths.batch.enabled }}
 {{- fail "batchAutoscaling.enabled is true but paths.batch.enabled is false: there is no batch InferenceSet to scale. Fix: enable the batch path or set batchAutoscaling.enabled=false." }}
+{{- end }}
+{{- if and (include "hybrid-llm.kaito.byo" .) (lt (int $scale.minReplicas) 1) }}
+{{- fail (printf "batchAutoscaling.minReplicas is 0 with nodePools.mode=%s (KAITO nodeProvisioner=byo): at zero the batch pool has no node, and KAITO's webhook refuses every child Workspace and every InferenceSet update while no node matches (kaito api/v1beta1/workspace_validation.go validateCreateWithInference), while KAITO itself never creates a Pending pod that would bring one up (pkg/nodeprovision/byo-provisioner/byo_provisioner.go). KEDA would scale the InferenceSet up and nothing would ever start. Fix: set batchAutoscaling.minReplicas>=1, or park the path with paths.batch.replicas=0 and batchAutoscaling.enabled=false (an upgrade back to 1 brings a node up first)." .Values.nodePools.mode) }}
 {{- end }}
 {{- if gt (int $scale.minReplicas) (int $scale.maxReplicas) }}
 {{- fail (printf "batchAutoscaling.minReplicas (%d) is above maxReplicas (%d). Fix: make minReplicas <= maxReplicas." (int $scale.minReplicas) (int $scale.maxReplicas)) }}

@@ -57,6 +57,16 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- $sku.gpus -}}
 {{- end -}}
 
+{{/* "true" when at least one serving path is enabled, else empty. */}}
+{{- define "hybrid-llm.paths.anyEnabled" -}}
+{{- range $name, $path := .Values.paths }}{{ if $path.enabled }}true{{ end }}{{ end -}}
+{{- end -}}
+
+{{/* "true" when KAITO schedules onto nodes this chart's pools bring (nodeProvisioner=byo), else empty. */}}
+{{- define "hybrid-llm.kaito.byo" -}}
+{{- if has .Values.nodePools.mode (list "nap" "aks") }}true{{ end -}}
+{{- end -}}
+
 {{/* Annotations for objects that must survive `helm uninstall`. */}}
 {{- define "hybrid-llm.serving.keepAnnotation" -}}
 {{- if .Values.serving.keepOnUninstall }}
@@ -183,5 +193,141 @@ seccompProfile:
 {{- printf "%s:%s@%s" .repository .tag .digest -}}
 {{- else -}}
 {{- printf "%s:%s" .repository .tag -}}
+{{- end -}}
+{{- end -}}
+
+{{/* ---------- the KAITO install this release expects ---------- */}}
+
+{{- define "hybrid-llm.kaito.minimumVersion" -}}0.12.0{{- end -}}
+
+{{- define "hybrid-llm.kaito.installName" -}}
+{{- printf "%s-kaito-install" (include "hybrid-llm.fullname" .) -}}
+{{- end -}}
+
+{{/*
+Values of KAITO's chart for this release. featureGates.disableNodeAutoProvisioning must be set with
+nodeProvisioner=byo: KAITO's main.go overwrites the gate from the provisioner, but the chart installs
+the gpu-feature-discovery subchart only when the gate value is true (kaito charts/kaito/workspace/Chart.yaml).
+*/}}
+{{- define "hybrid-llm.kaito.installValues" -}}
+{{- $anySpot := false -}}
+{{- range $name, $path := .Values.paths }}{{ if and $path.enabled (eq $path.capacityType "spot") }}{{ $anySpot = true }}{{ end }}{{ end -}}
+nodeProvisioner: {{ .Values.kaito.nodeProvisioner }}
+featureGates:
+  disableNodeAutoProvisioning: {{ eq .Values.kaito.nodeProvisioner "byo" }}
+  enableInferenceSetController: true
+spotInstance:
+  enabled: {{ .Values.kaito.spotInstanceEnabled }}
+{{- if eq .Values.kaito.nodeProvisioner "byo" }}
+gpu-feature-discovery:
+  tolerations:
+    {{- toYaml .Values.kaito.gpuFeatureDiscovery.tolerations | nindent 4 }}
+  nfd:
+    worker:
+      tolerations:
+        {{- toYaml .Values.kaito.gpuFeatureDiscovery.tolerations | nindent 8 }}
+{{- end }}
+{{- end -}}
+
+{{/*
+"true" when one of the tolerations (a list) tolerates the taint (a dict with key, value, effect),
+by the scheduler's rule: an empty key with Exists tolerates everything; Exists matches any value;
+an empty effect matches every effect.
+*/}}
+{{- define "hybrid-llm.tolerates" -}}
+{{- $taint := .taint -}}
+{{- range .tolerations -}}
+{{- $effectOk := or (not .effect) (eq .effect $taint.effect) -}}
+{{- if and $effectOk (eq .operator "Exists") (or (not .key) (eq .key $taint.key)) }}true{{ end -}}
+{{- if and $effectOk (ne .operator "Exists") (eq (.key | default "") $taint.key) (eq (.value | default "") ($taint.value | default "")) }}true{{ end -}}
+{{- end -}}
+{{- end -}}
+
+{{/* The taints of a path's GPU nodes, as a YAML list: sku=gpu always, the spot taint on spot. */}}
+{{- define "hybrid-llm.path.nodeTaints" -}}
+{{ include "hybrid-llm.nodePool.gpuTaint" .root }}
+{{- if eq .path.capacityType "spot" }}
+{{ include "hybrid-llm.nodePool.spotTaint" .root }}
+{{- end }}
+{{- end -}}
+
+{{/*
+The from-peer for the Prometheus that scrapes this release (monitoring.prometheus), as a
+NetworkPolicy peer list item.
+*/}}
+{{- define "hybrid-llm.monitoring.prometheusPeer" -}}
+- namespaceSelector:
+    matchLabels:
+      kubernetes.io/metadata.name: {{ .Values.monitoring.prometheus.namespace }}
+  {{- with .Values.monitoring.prometheus.podLabels }}
+  podSelector:
+    matchLabels:
+      {{- toYaml . | nindent 6 }}
+  {{- end }}
+{{- end -}}
+
+{{/* ---------- byo serving: node anchors and the apply-serving Job ---------- */}}
+
+{{- define "hybrid-llm.anchor.name" -}}
+{{- printf "%s-node-anchor" (include "hybrid-llm.path.name" .) -}}
+{{- end -}}
+
+{{- define "hybrid-llm.serving.manifestsName" -}}
+{{- printf "%s-serving" (include "hybrid-llm.fullname" .) -}}
+{{- end -}}
+
+{{- define "hybrid-llm.serving.applierName" -}}
+{{- printf "%s-serving-applier" (include "hybrid-llm.fullname" .) -}}
+{{- end -}}
+
+{{/* Labels of the objects the apply-serving Job applies: Helm does not manage them, so no Helm bookkeeping. */}}
+{{- define "hybrid-llm.serving.appliedLabels" -}}
+{{ include "hybrid-llm.selectorLabels" . }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/part-of: hybrid-llm
+app.kubernetes.io/managed-by: {{ include "hybrid-llm.serving.applierName" . }}
+{{- end -}}
+
+{{/* Stands for the serving ConfigMap's UID in embedded InferenceSets; the Job substitutes the real one. */}}
+{{- define "hybrid-llm.serving.ownerUidPlaceholder" -}}SERVING-CONFIGMAP-UID{{- end -}}
+
+{{/* The path's node labels as a kubectl label selector (k=v,k=v). */}}
+{{- define "hybrid-llm.path.nodeSelectorString" -}}
+{{- $pairs := list -}}
+{{- range $k, $v := (include "hybrid-llm.path.nodeLabels" . | fromYaml) }}{{ $pairs = append $pairs (printf "%s=%s" $k $v) }}{{ end -}}
+{{- join "," $pairs -}}
+{{- end -}}
+
+{{/* Replicas the path wants: its value, or KEDA's floor when KEDA owns the batch path. */}}
+{{- define "hybrid-llm.path.desiredReplicas" -}}
+{{- if and (eq .name "batch") .root.Values.batchAutoscaling.enabled -}}
+{{- .root.Values.batchAutoscaling.minReplicas -}}
+{{- else -}}
+{{- .path.replicas -}}
+{{- end -}}
+{{- end -}}
+
+{{/*
+The longest InferenceSet name KAITO's derived names allow. A child Workspace is <inferenceset>- plus
+5 random characters (GenerateName, kaito pkg/utils/inferenceset/inferenceset.go
+NewWorkspaceForInferenceSet); KAITO names the StatefulSet after it, and Kubernetes labels its pods
+controller-revision-hash=<statefulset>-<hash>, the hash up to 10 characters
+(kubernetes pkg/controller/history ControllerRevisionName): 63 - 11 - 6 = 46. With KAITO's own
+Karpenter provisioner it also names a NodePool <namespace>-<workspace>, which Karpenter puts in the
+karpenter.sh/nodepool label of its nodes: 63 - len(namespace) - 1 - 6.
+*/}}
+{{- define "hybrid-llm.kaito.maxInferenceSetName" -}}
+{{- $max := 46 -}}
+{{- if and (eq .Values.nodePools.mode "kaito") (eq .Values.kaito.nodeProvisioner "karpenter") -}}
+{{- $max = min $max (sub 56 (len .Release.Namespace)) -}}
+{{- end -}}
+{{- $max -}}
+{{- end -}}
+
+{{- define "hybrid-llm.kaito.maxInferenceSetNameWhy" -}}
+{{- if and (eq .Values.nodePools.mode "kaito") (eq .Values.kaito.nodeProvisioner "karpenter") -}}
+the StatefulSet's controller-revision-hash label and, in namespace {{ .Release.Namespace }}, the karpenter.sh/nodepool label of KAITO's NodePool <namespace>-<workspace>
+{{- else -}}
+the StatefulSet's controller-revision-hash label <workspace>-<hash>
 {{- end -}}
 {{- end -}}

@@ -20,6 +20,9 @@ class Document:
 
     source: Source
     obj: Any
+    # Set when the object is carried in a ConfigMap for a later apply instead of being applied
+    # with the rest (hybridllm/embedded.py), e.g. "ConfigMap/x data.customer.inferenceset.yaml".
+    embedded_in: str | None = None
 
     @property
     def kind(self) -> str:

@@ -9,6 +9,7 @@ from typing import Iterable
 
 import yaml
 
+from ..embedded import embedded_documents
 from .findings import Document, Finding, Source
 
 _SEPARATOR = re.compile(r"^---\s*(#.*)?$", re.MULTILINE)
@@ -51,7 +52,16 @@ def parse_text(text: str, file: str) -> tuple[list[Document], list[Finding]]:
             continue
         if obj is None:
             continue
-        documents.append(Document(Source(file, first_line + lead), obj))
+        document = Document(Source(file, first_line + lead), obj)
+        documents.append(document)
+        for carried in embedded_documents(obj):
+            origin = carried.origin(document.name)
+            if carried.error is not None:
+                findings.append(Finding("yaml-syntax", f"{origin}: {carried.error}",
+                                        "fix the embedded manifest or the annotation that lists it", file,
+                                        document.source.line))
+                continue
+            documents.append(Document(Source(f"{file} -> {origin}", document.source.line), carried.obj, origin))
     return documents, findings
 
 

@@ -57,7 +57,8 @@ def _units(request: ValidationRequest) -> list[tuple[list[Document], list[Findin
         except UserError as exc:
             units.append(([], [Finding("helm-render", exc.problem, exc.fix or "fix the values", where)]))
             continue
-        documents = [Document(Source(f"{where} -> {o.template}"), o.obj) for o in rendering.objects]
+        documents = [Document(Source(f"{where} -> {o.template}" + (f" -> {o.embedded_in}" if o.embedded_in else "")),
+                              o.obj, o.embedded_in) for o in rendering.objects]
         if request.lint:
             for message in lint_profile(profile):
                 if message.severity in ("warning", "error"):
