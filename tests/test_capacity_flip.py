@@ -81,6 +81,8 @@ def test_flipping_batch_to_on_demand_in_aks_mode(render: Render) -> None:
     assert changes(render("spot-batch-aks"), render("spot-batch-aks", overrides)) == {
         "InferenceSet/hybrid-llm-batch:metadata.labels.hybrid-llm.io/capacity-type",
         "InferenceSet/hybrid-llm-batch:spec.labelSelector.matchLabels.kubernetes.azure.com/scalesetpriority",
+        # the AKS pool the anchor declares (for validators) loses the spot label and taint
+        "Deployment/hybrid-llm-batch-node-anchor:metadata.annotations.hybrid-llm.io/external-node-pool",
         "Deployment/hybrid-llm-batch-node-anchor:spec.template.spec.nodeSelector.kubernetes.azure.com/scalesetpriority",
         "Deployment/hybrid-llm-batch-node-anchor:spec.template.spec.tolerations[1].key",
         "Deployment/hybrid-llm-batch-node-anchor:spec.template.spec.tolerations[1].operator",

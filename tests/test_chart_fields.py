@@ -178,9 +178,15 @@ def test_kaito_mode_sets_the_instance_type_and_renders_no_pools(render: Render) 
     rendering = render("on-demand-kaito")
     for name, iset in paths_of(rendering).items():
         assert iset["spec"]["template"]["resource"]["instanceType"] == SKU
-        assert iset["spec"]["labelSelector"]["matchLabels"] == {"hybrid-llm.io/path": name}
+        # KAITO's Karpenter provisioner copies these into its NodePool's template; without the
+        # capacity type, Azure's cheapest offering (spot) would do (kaito nodepool.go generateNodePool).
+        assert iset["spec"]["labelSelector"]["matchLabels"] == {"hybrid-llm.io/path": name,
+                                                                 "karpenter.sh/capacity-type": "on-demand"}
         assert iset["spec"]["nodeCountLimit"] == 2
     assert not rendering.of_kind("NodePool")
+    with_gpu_provisioner = render("on-demand-kaito", {"kaito": {"nodeProvisioner": "azure-gpu-provisioner"}})
+    for name, iset in paths_of(with_gpu_provisioner).items():
+        assert iset["spec"]["labelSelector"]["matchLabels"] == {"hybrid-llm.io/path": name}
 
 
 def test_stable_service_and_network_policy_select_the_path_pods(render: Render) -> None:
@@ -272,3 +278,24 @@ def test_key_vault_syncer_runs_locked_down(render: Render) -> None:
     assert container["resources"]["limits"]["memory"] and container["resources"]["requests"]["cpu"]
     assert container["readinessProbe"] != container["livenessProbe"]
     assert not container["image"].endswith(":latest")
+
+
+def test_aks_anchors_declare_the_pools_nodepools_py_creates(render: Render) -> None:
+    """In aks mode the pools are outside the render: each node anchor declares the labels and taints
+    of the agent pool scripts/nodepools.py creates, so validators can check taints and tolerations."""
+    import json
+
+    rendering = render("spot-batch-aks")
+    for command in pool_commands(load_profile("spot-batch-aks")):
+        anchor = rendering.find("Deployment", f"hybrid-llm-{command.path}-node-anchor")
+        declared = json.loads(anchor["metadata"]["annotations"]["hybrid-llm.io/external-node-pool"])
+        assert declared["name"] == command.args[command.args.index("--name") + 1]
+        assert declared["labels"] == command.node_labels()
+        assert declared["osDiskSizeGB"] == int(command.args[command.args.index("--node-osdisk-size") + 1])
+        taints = {f"{t['key']}={t['value']}:{t['effect']}" for t in declared["taints"]}
+        # --node-taints sets sku=gpu; AKS adds the spot taint to spot pools by itself
+        expected = {command.args[command.args.index("--node-taints") + 1]}
+        if command.capacity_type == "spot":
+            expected.add("kubernetes.azure.com/scalesetpriority=spot:NoSchedule")
+        assert taints == expected
+        assert anchor["spec"]["template"]["spec"]["nodeSelector"] == command.node_labels()

@@ -56,7 +56,9 @@ def pool_commands(profile: Profile) -> list[PoolCommand]:
         node_pool = path["nodePool"]
         labels = {pools["pathLabelKey"]: name}
         aks_labels = {AKS_INSTANCE_TYPE_LABEL: path["instanceType"]}
-        initial = max(node_pool["minNodes"], min(path["replicas"], node_pool["maxNodes"]))
+        # Start at the pool's minimum: the chart's node anchor makes the autoscaler add the node the
+        # path needs when `helm install` runs, so nothing idles (or is scaled away) before then.
+        initial = node_pool["minNodes"]
         args = [
             "az", "aks", "nodepool", "add",
             "--resource-group", aks["resourceGroup"],
@@ -65,6 +67,8 @@ def pool_commands(profile: Profile) -> list[PoolCommand]:
             "--mode", "User",
             "--node-vm-size", path["instanceType"],
             "--os-sku", aks["osSku"],
+            # byo: KAITO keeps the weights in an emptyDir on the OS disk (no NVMe for an unknown SKU).
+            "--node-osdisk-size", str(aks["osDiskSizeGB"]),
             "--gpu-driver", aks["gpuDriver"],
             # KAITO's vLLM pods tolerate sku=gpu:NoSchedule; everything else stays off the GPUs.
             "--node-taints", "sku=gpu:NoSchedule",

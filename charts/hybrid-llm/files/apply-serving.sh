@@ -15,8 +15,10 @@
 #      Pending on the path's labels and taints, so Karpenter or the cluster autoscaler adds a node)
 #      and waits for one;
 #   3. server-side-applies the InferenceSet, retrying while the webhook still refuses it;
-#   4. waits until a vLLM pod of the path is bound to a node, then deletes the anchor, so a later
-#      scale-down can empty and release that node.
+#   4. waits until a vLLM pod of the path is bound to a node that matches the selector, then
+#      deletes the anchor, so a later scale-down can empty and release that node. If the selector
+#      changed under running replicas (a capacity flip), it keeps the anchor and says how to roll
+#      them, since KAITO does not move running replicas.
 # A path parked at 0 replicas with no node is left as it is: the webhook would refuse any change,
 # and its template is applied when it is unparked. Files in $MANIFESTS_DIR: plan.tsv (one line per
 # path: name, InferenceSet, replicas, node label selector, anchor Deployment) and, per path,
@@ -53,10 +55,17 @@ admissible() {
   [ "$matching" -gt 0 ] && [ "$labelled" -eq "$matching" ] && [ "$ready" -ge 1 ]
 }
 
-# A vLLM pod of the InferenceSet is bound to a node.
-pod_bound() {
-  k -n "$NAMESPACE" get pods -l "inferenceset.kaito.sh/created-by=$1" -o json \
-    | jq -e 'any(.items[]; (.spec.nodeName // "") != "")' >/dev/null
+# Where the InferenceSet's vLLM pods are: "<on matching nodes> <on other nodes>", counting only
+# pods bound to a node. Pods on other nodes are replicas from before a change of the selector
+# (a capacity flip): KAITO does not move running replicas to a changed template
+# (website/docs/inference.md), so they stay where they are until someone rolls them.
+pod_placement() {
+  local is_name="$1" selector="$2" matching_nodes
+  matching_nodes="$(k get nodes -l "$selector" -o json | jq -c '[.items[].metadata.name]')"
+  k -n "$NAMESPACE" get pods -l "inferenceset.kaito.sh/created-by=$is_name" -o json \
+    | jq -r --argjson nodes "$matching_nodes" '
+        [.items[] | .spec.nodeName // "" | select(. != "")] as $bound
+        | "\([$bound[] | select(. as $n | $nodes | index($n))] | length) \([$bound[] | select(. as $n | $nodes | index($n) | not)] | length)"'
 }
 
 owner_uid=""
@@ -143,7 +152,20 @@ done
 pod_deadline=$((SECONDS + POD_TIMEOUT_SECONDS))
 for path in "${paths[@]}"; do
   [ "${state[$path]}" = wait-pod ] || continue
-  until pod_bound "${inferenceset[$path]}"; do
+  while :; do
+    read -r on_matching on_other <<<"$(pod_placement "${inferenceset[$path]}" "${selector[$path]}")"
+    if [ "$on_matching" -gt 0 ]; then
+      log "$path: a vLLM pod holds a node labelled ${selector[$path]}; deleting node anchor ${anchor[$path]}"
+      k -n "$NAMESPACE" delete deployment "${anchor[$path]}" --ignore-not-found
+      break
+    fi
+    if [ "$on_other" -gt 0 ]; then
+      # The selector changed under running replicas. Keep the anchor, so a node of the new kind
+      # stays up for them, and say how to roll: KAITO admits the new replicas only while it exists.
+      log "WARNING: $path: $on_other running replica(s) of ${inferenceset[$path]} are on nodes that no longer match ${selector[$path]}; KAITO does not move running replicas to a changed template."
+      log "Roll them one at a time: kubectl -n $NAMESPACE get workspaces -l inferenceset.kaito.sh/created-by=${inferenceset[$path]}, then kubectl -n $NAMESPACE delete workspace <name> and wait for the new one to turn Ready. The node anchor ${anchor[$path]} keeps a new node up meanwhile; the next helm upgrade removes it."
+      break
+    fi
     if [ "$SECONDS" -ge "$pod_deadline" ]; then
       log "FAILED: $path: no vLLM pod of ${inferenceset[$path]} was bound to a node within ${POD_TIMEOUT_SECONDS}s; the anchor ${anchor[$path]} stays so its node is kept."
       log "Fix: kubectl -n $NAMESPACE describe inferenceset ${inferenceset[$path]}; kubectl -n $NAMESPACE get workspaces -l inferenceset.kaito.sh/created-by=${inferenceset[$path]}"
@@ -151,8 +173,6 @@ for path in "${paths[@]}"; do
     fi
     sleep "$POLL_SECONDS"
   done
-  log "$path: a vLLM pod holds the node; deleting node anchor ${anchor[$path]}"
-  k -n "$NAMESPACE" delete deployment "${anchor[$path]}" --ignore-not-found
   state[$path]=done
 done
 # With serving.keepOnUninstall=false, an InferenceSet whose path was disabled goes too: Helm does not

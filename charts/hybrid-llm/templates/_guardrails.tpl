@@ -35,6 +35,9 @@ The schema handles types, enums and ranges; these checks need more than one valu
 {{- /* Longest InferenceSet name: a child Workspace is named <inferenceset>-<5 random> (GenerateName), its StatefulSet carries that name, and the pods' controller-revision-hash label <statefulset>-<hash of up to 10> must fit a 63-character label value. */ -}}
 {{- $isName := include "hybrid-llm.path.name" (dict "root" $ "name" $name "path" $path) }}
 {{- $maxName := int (include "hybrid-llm.kaito.maxInferenceSetName" $) }}
+{{- if not (regexMatch "^[a-z]" $isName) }}
+{{- fail (printf "%s: the InferenceSet name %q must start with a letter: KAITO names a Service after each child Workspace, and Service names are DNS-1035 labels. Fix: set fullnameOverride, or a release name, that starts with a letter." $at $isName) }}
+{{- end }}
 {{- if gt (len $isName) $maxName }}
 {{- fail (printf "%s: the InferenceSet name %q is %d characters; KAITO's names derived from it must fit 63-character label values, which allows at most %d here (%s). Fix: set fullnameOverride (or a shorter release name) so that \"<fullname>-%s\" has at most %d characters." $at $isName (len $isName) $maxName (include "hybrid-llm.kaito.maxInferenceSetNameWhy" $) $name $maxName) }}
 {{- end }}

@@ -116,7 +116,8 @@ it creates, so there only the path label is used: it may not stamp well-known la
 {{- define "hybrid-llm.path.nodeLabels" -}}
 {{- $mode := .root.Values.nodePools.mode -}}
 {{ .root.Values.nodePools.pathLabelKey }}: {{ .name }}
-{{- if eq $mode "nap" }}
+{{- if or (eq $mode "nap") (and (eq $mode "kaito") (eq .root.Values.kaito.nodeProvisioner "karpenter")) }}
+{{- /* kaito mode: KAITO copies these labels into its per-Workspace NodePool's template, which Karpenter turns into requirements; without it Azure picks the cheapest offering, spot included (kaito pkg/nodeprovision/karpenter/nodepool.go generateNodePool). */}}
 karpenter.sh/capacity-type: {{ .path.capacityType }}
 {{- end }}
 {{- if and (eq $mode "aks") (eq .path.capacityType "spot") }}
@@ -310,24 +311,47 @@ app.kubernetes.io/managed-by: {{ include "hybrid-llm.serving.applierName" . }}
 {{/*
 The longest InferenceSet name KAITO's derived names allow. A child Workspace is <inferenceset>- plus
 5 random characters (GenerateName, kaito pkg/utils/inferenceset/inferenceset.go
-NewWorkspaceForInferenceSet); KAITO names the StatefulSet after it, and Kubernetes labels its pods
-controller-revision-hash=<statefulset>-<hash>, the hash up to 10 characters
-(kubernetes pkg/controller/history ControllerRevisionName): 63 - 11 - 6 = 46. With KAITO's own
-Karpenter provisioner it also names a NodePool <namespace>-<workspace>, which Karpenter puts in the
-karpenter.sh/nodepool label of its nodes: 63 - len(namespace) - 1 - 6.
+NewWorkspaceForInferenceSet); KAITO names the StatefulSet after it (pkg/workspace/manifests/manifests.go
+GenerateStatefulSetManifest), and Kubernetes labels its pods controller-revision-hash=<statefulset>-<hash>,
+the hash up to 10 characters (kubernetes pkg/controller/history ControllerRevisionName): 63 - 11 - 6 = 46.
+With KAITO's own Karpenter provisioner the node is a VM named aks-<nodeclaim>, the NodeClaim
+<nodepool>-<5>, the NodePool <namespace>-<workspace> (kaito pkg/nodeprovision/karpenter/nodepool.go
+NodePoolName; karpenter-provider-azure pkg/providers/instance/vminstance.go GenerateResourceName), and
+the node's 63-character hostname label then allows 46 - len(namespace).
 */}}
 {{- define "hybrid-llm.kaito.maxInferenceSetName" -}}
 {{- $max := 46 -}}
 {{- if and (eq .Values.nodePools.mode "kaito") (eq .Values.kaito.nodeProvisioner "karpenter") -}}
-{{- $max = min $max (sub 56 (len .Release.Namespace)) -}}
+{{- $max = sub 46 (len .Release.Namespace) -}}
 {{- end -}}
 {{- $max -}}
 {{- end -}}
 
 {{- define "hybrid-llm.kaito.maxInferenceSetNameWhy" -}}
 {{- if and (eq .Values.nodePools.mode "kaito") (eq .Values.kaito.nodeProvisioner "karpenter") -}}
-the StatefulSet's controller-revision-hash label and, in namespace {{ .Release.Namespace }}, the karpenter.sh/nodepool label of KAITO's NodePool <namespace>-<workspace>
+in namespace {{ .Release.Namespace }}: the GPU node's VM name aks-<namespace>-<workspace>-<5> and its hostname label, from KAITO's NodePool <namespace>-<workspace>
 {{- else -}}
 the StatefulSet's controller-revision-hash label <workspace>-<hash>
 {{- end -}}
+{{- end -}}
+
+{{/*
+Egress to the cluster's DNS as a NetworkPolicy egress rule: CoreDNS in kube-system (AKS labels it
+k8s-app=kube-dns), and link-local addresses for a node-local DNS cache. Port 53 only.
+*/}}
+{{- define "hybrid-llm.networkPolicy.dnsEgress" -}}
+- to:
+    - namespaceSelector:
+        matchLabels:
+          kubernetes.io/metadata.name: kube-system
+      podSelector:
+        matchLabels:
+          k8s-app: kube-dns
+    - ipBlock:
+        cidr: 169.254.0.0/16
+  ports:
+    - protocol: UDP
+      port: 53
+    - protocol: TCP
+      port: 53
 {{- end -}}

@@ -9,8 +9,10 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass, field
 
+from .. import figures
 from ..crds import CrdCatalog
-from . import placement, policy, references
+from ..errors import UserError
+from . import convergence, placement, policy, reachability, references
 from .findings import Document, Finding
 from .kubernetes_schemas import KubernetesSchemas
 from .policy import Rule
@@ -39,7 +41,7 @@ RULES: dict[str, Rule] = {
         Rule("helm-render", "the profile does not render (schema or guardrail)", "fix the values as the message says"),
         Rule("not-text", "the file is not UTF-8 text", "give a YAML manifest"),
     ]},
-    **policy.RULES, **placement.RULES, **references.RULES,
+    **policy.RULES, **placement.RULES, **references.RULES, **convergence.RULES, **reachability.RULES,
 }
 
 
@@ -47,6 +49,8 @@ RULES: dict[str, Rule] = {
 class Report:
     documents: int = 0
     findings: list[Finding] = field(default_factory=list)
+    # Per release, what the reachability check judged: one text block each (reachability.py).
+    reachability: list[tuple[str, list[str]]] = field(default_factory=list)
 
     @property
     def active(self) -> list[Finding]:
@@ -144,6 +148,16 @@ def _apply_waivers(documents: list[Document], findings: list[Finding]) -> list[F
     return findings + extra
 
 
+def model_weights_gb() -> dict[str, float]:
+    """Preset name -> weights in GB, from data/figures.yaml (models.<preset>.weightsGiBBF16)."""
+    try:
+        models = figures.load().get("models") or {}
+    except UserError:
+        return {}
+    return {name.lower(): float(m["weightsGiBBF16"]) * 1.073741824 for name, m in models.items()
+            if isinstance(m, dict) and isinstance(m.get("weightsGiBBF16"), (int, float))}
+
+
 def validate(documents: list[Document], kubernetes: KubernetesSchemas, crds: CrdCatalog | None,
              allow_kinds: set[str] | None = None, earlier: list[Finding] | None = None) -> Report:
     objects, findings = _structure(documents)
@@ -152,4 +166,5 @@ def validate(documents: list[Document], kubernetes: KubernetesSchemas, crds: Crd
     findings += policy.check(objects)
     findings += placement.check(objects)
     findings += references.check(objects)
+    findings += convergence.check(objects, model_weights_gb())
     return Report(documents=len(documents), findings=_apply_waivers(objects, findings))

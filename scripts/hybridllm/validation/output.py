@@ -4,7 +4,8 @@ JSON (schemaVersion 1), stable for CI:
   {"schemaVersion": 1,
    "summary": {"documents": int, "findings": int, "waived": int, "byRule": {rule: count}},
    "findings": [{"rule", "message", "fix", "file", "line", "object": {"kind", "name", "namespace"},
-                 "path", "kubernetesVersion", "waived", "waiverReason"}]}
+                 "path", "kubernetesVersion", "waived", "waiverReason"}],
+   "reachability": [{"unit": str, "lines": [str]}]}   (one per rendered profile)
 """
 
 from __future__ import annotations
@@ -24,6 +25,8 @@ def as_json(report: Report) -> str:
         "summary": {"documents": report.documents, "findings": len(report.active),
                     "waived": len(report.findings) - len(report.active), "byRule": report.by_rule()},
         "findings": [f.as_json() for f in findings],
+        # Additive: what the reachability check judged, per rendered profile.
+        "reachability": [{"unit": unit, "lines": lines} for unit, lines in report.reachability],
     }, indent=2)
 
 
@@ -41,6 +44,9 @@ def as_text(report: Report, show_waived: bool = False) -> str:
             at = f" at {finding.path}" if finding.path else ""
             lines.append(f"  {finding.rule}{at}{versions}: {finding.message}{waived}")
             lines.append(f"    fix: {finding.fix}")
+    for unit, summary in report.reachability:
+        lines.append(f"{unit}:")
+        lines.extend(f"  {line}" for line in summary)
     waived = len(report.findings) - len(report.active)
     lines.append(f"{report.documents} documents, {len(report.active)} findings" + (f", {waived} waived" if waived else ""))
     return "\n".join(lines)

@@ -11,13 +11,10 @@ from .policy import Rule
 from .workloads import NodeSelection, as_dict, as_list, dig, node_selections
 
 CAPACITY = "karpenter.sh/capacity-type"
-SPOT_TAINT = ("kubernetes.azure.com/scalesetpriority", "spot", "NoSchedule")
 
 RULES = {rule.id: rule for rule in [
     Rule("customer-on-spot", "the customer path can be scheduled onto spot nodes, which are evicted with 30 s notice",
          "require on-demand nodes (karpenter.sh/capacity-type: on-demand) and keep the customer pool on-demand"),
-    Rule("spot-toleration", "a workload meant for a spot pool does not tolerate its spot taint, so it never schedules",
-         "add the toleration kubernetes.azure.com/scalesetpriority=spot:NoSchedule"),
     Rule("nodepool-unselected", "no workload in the render selects this node pool's labels, so its GPU nodes serve nothing",
          "make the path's label selector match the pool's labels, or drop the pool"),
 ]}
@@ -25,12 +22,25 @@ RULES = {rule.id: rule for rule in [
 
 @dataclass(frozen=True)
 class Pool:
+    """A node pool: the labels its nodes can have and the taints they carry."""
+
     document: Document
     labels: dict[str, frozenset[str]]  # label -> values its nodes can have
     taints: set[tuple[str, str | None, str]]
+    name: str = ""  # how findings name it; the document's name when empty
+    os_disk_gb: int | None = None  # its nodes' OS disk, where the render says
+    node_class: str | None = None  # the AKSNodeClass a Karpenter NodePool uses
+
+    def __post_init__(self) -> None:
+        if not self.name:
+            object.__setattr__(self, "name", self.document.name)
 
 
-def _pools(documents: list[Document]) -> list[Pool]:
+def nodepools(documents: list[Document]) -> list[Pool]:
+    """The Karpenter NodePools in the render."""
+    # AKSNodeClass spec.osDiskSizeGB defaults to 128 (karpenter-provider-azure CRD).
+    disks = {d.name: as_dict(d.obj.get("spec")).get("osDiskSizeGB", 128) for d in documents
+             if d.kind == "AKSNodeClass" and isinstance(d.obj, dict)}
     pools = []
     for document in documents:
         if document.kind != "NodePool" or not isinstance(document.obj, dict):
@@ -44,7 +54,10 @@ def _pools(documents: list[Document]) -> list[Pool]:
         # Karpenter's default capacity type is on-demand when a pool does not say.
         labels.setdefault(CAPACITY, frozenset(["on-demand"]))
         taints = {(t.get("key"), t.get("value"), t.get("effect")) for t in as_list(spec.get("taints")) if isinstance(t, dict)}
-        pools.append(Pool(document, labels, taints))
+        node_class = as_dict(spec.get("nodeClassRef")).get("name")
+        disk = disks.get(str(node_class))
+        pools.append(Pool(document, labels, taints, os_disk_gb=disk if isinstance(disk, int) else None,
+                          node_class=str(node_class) if node_class else None))
     return pools
 
 
@@ -52,7 +65,9 @@ def _can_land(selection: NodeSelection, pool: Pool) -> bool:
     return all(key in pool.labels and values & pool.labels[key] for key, values in selection.required.items())
 
 
-def _tolerates(tolerations: list[dict[str, Any]], taint: tuple[str, str | None, str]) -> bool:
+def tolerates(tolerations: list[Any], taint: tuple[str, str | None, str]) -> bool:
+    """The scheduler's rule: an empty key with Exists tolerates everything, Exists matches any
+    value, and an empty effect matches every effect."""
     key, value, effect = taint
     for toleration in tolerations:
         if not isinstance(toleration, dict):
@@ -61,7 +76,8 @@ def _tolerates(tolerations: list[dict[str, Any]], taint: tuple[str, str | None, 
             continue
         if toleration.get("operator") == "Exists" and toleration.get("key") in (None, "", key):
             return True
-        if toleration.get("key") == key and toleration.get("value") == value:
+        if (toleration.get("operator") in (None, "", "Equal") and toleration.get("key") == key
+                and (toleration.get("value") or None) == (value or None)):
             return True
     return False
 
@@ -71,7 +87,9 @@ def _finding(document: Document, rule: str, message: str, path: str) -> Finding:
 
 
 def check(documents: list[Document]) -> Iterator[Finding]:
-    pools = _pools(documents)
+    # Whether workloads tolerate their pools' taints is the convergence rules' business
+    # (converge-pod-tolerations); here only which pools they can land on.
+    pools = nodepools(documents)
     selections = list(node_selections(documents))
     for selection in selections:
         landing = [pool for pool in pools if _can_land(selection, pool)]
@@ -80,12 +98,6 @@ def check(documents: list[Document]) -> Iterator[Finding]:
             names = ", ".join(p.document.name for p in spot_pools)
             yield _finding(selection.document, "customer-on-spot",
                            f"the customer path can land on spot capacity of NodePool {names}", "node selection")
-        if selection.tolerations is not None:  # KAITO adds its own tolerations to InferenceSet pods
-            for pool in landing:
-                if SPOT_TAINT in pool.taints and not _tolerates(selection.tolerations, SPOT_TAINT):
-                    yield _finding(selection.document, "spot-toleration",
-                                   f"meant for spot NodePool {pool.document.name} but does not tolerate its spot taint",
-                                   "spec.template.spec.tolerations")
     for pool in pools:
         if not any(_can_land(selection, pool) for selection in selections if selection.required):
             labels = ", ".join(f"{k}={'|'.join(sorted(v))}" for k, v in sorted(pool.labels.items()))

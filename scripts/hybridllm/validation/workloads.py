@@ -106,3 +106,17 @@ def node_selections(documents: list[Document]) -> Iterator[NodeSelection]:
                     else dig(document.obj, "resource", "labelSelector", "matchLabels"))
         required = {k: frozenset([v]) for k, v in _str_map(selector).items()}
         yield NodeSelection(document, required, None, serving_path(document.labels))
+
+
+def required_node_labels(template: PodTemplate) -> dict[str, str]:
+    """The node labels a pod must have, where each has exactly one allowed value: its nodeSelector
+    and single-valued In expressions of a single required node selector term."""
+    spec = template.spec
+    required = _str_map(spec.get("nodeSelector"))
+    terms = dig(spec, "affinity", "nodeAffinity", "requiredDuringSchedulingIgnoredDuringExecution", "nodeSelectorTerms")
+    if isinstance(terms, list) and len(terms) == 1 and isinstance(terms[0], dict):
+        for expression in as_list(terms[0].get("matchExpressions")):
+            if (isinstance(expression, dict) and expression.get("operator") == "In"
+                    and len(as_list(expression.get("values"))) == 1):
+                required[str(expression.get("key"))] = str(as_list(expression.get("values"))[0])
+    return required

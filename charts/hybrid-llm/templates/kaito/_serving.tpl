@@ -107,6 +107,11 @@ metadata:
   labels:
     {{- include "hybrid-llm.serving.appliedLabels" $ | nindent 4 }}
     app.kubernetes.io/component: node-anchor-{{ .name }}
+  {{- if eq $.Values.nodePools.mode "aks" }}
+  annotations:
+    {{- /* The pool is an AKS agent pool that scripts/nodepools.py creates, outside the render: this tells validators its node labels and taints. */}}
+    hybrid-llm.io/external-node-pool: {{ dict "name" .path.nodePool.aksPoolName "labels" (include "hybrid-llm.path.nodeLabels" . | fromYaml) "taints" (include "hybrid-llm.path.nodeTaints" . | fromYamlArray) "osDiskSizeGB" $.Values.nodePools.aks.osDiskSizeGB | toJson | quote }}
+  {{- end }}
 spec:
   replicas: 1
   revisionHistoryLimit: 1

@@ -1,0 +1,60 @@
+"""The README's install section is what the chart expects: the KAITO install command sets exactly
+the values the chart's declared KAITO install (ConfigMap <release>-kaito-install) records, and the
+helm timeout covers the apply-serving Job's wait."""
+
+from __future__ import annotations
+
+import json
+import re
+import shlex
+
+import yaml
+
+from conftest import Render
+from hybridllm.layout import REPO_ROOT
+from hybridllm.rendering import chart_defaults
+
+README = (REPO_ROOT / "README.md").read_text(encoding="utf-8")
+
+
+def _command(starting: str) -> list[str]:
+    joined = re.sub(r"\\\n\s*", " ", README)
+    (line,) = [line.strip() for line in joined.splitlines() if line.strip().startswith(starting)]
+    return shlex.split(line)
+
+
+def _flags(words: list[str], flag: str) -> dict[str, str]:
+    return dict(words[i + 1].split("=", 1) for i, word in enumerate(words) if word == flag)
+
+
+def test_kaito_install_command_matches_the_declared_install(render: Render) -> None:
+    words = _command("helm upgrade --install kaito-workspace")
+    sets, json_sets = _flags(words, "--set"), _flags(words, "--set-json")
+    declared = yaml.safe_load(render("hybrid").find("ConfigMap", "hybrid-llm-kaito-install")["data"]["values.yaml"])
+    assert sets["nodeProvisioner"] == declared["nodeProvisioner"] == "byo"
+    assert sets["featureGates.disableNodeAutoProvisioning"] == "true"
+    assert declared["featureGates"]["disableNodeAutoProvisioning"] is True
+    assert sets["spotInstance.enabled"] == "true" and declared["spotInstance"]["enabled"] is True
+    gfd = declared["gpu-feature-discovery"]
+    assert json.loads(json_sets["gpu-feature-discovery.tolerations"]) == gfd["tolerations"]
+    assert json.loads(json_sets["gpu-feature-discovery.nfd.worker.tolerations"]) == gfd["nfd"]["worker"]["tolerations"]
+    # ...and the chart's defaults are what that command installs.
+    assert gfd["tolerations"] == chart_defaults()["kaito"]["gpuFeatureDiscovery"]["tolerations"]
+    assert "--version" in words and words[words.index("--version") + 1] == "0.12.0"
+
+
+def test_the_install_timeout_covers_the_apply_serving_job() -> None:
+    words = _command("helm upgrade --install hybrid-llm charts/hybrid-llm")
+    timeout = words[words.index("--timeout") + 1]
+    assert timeout.endswith("m")
+    applier = chart_defaults()["serving"]["applier"]
+    assert int(timeout[:-1]) * 60 >= applier["nodeTimeoutSeconds"] + applier["podTimeoutSeconds"]
+
+
+def test_the_readme_no_longer_says_running_replicas_move() -> None:
+    """Issue 9, item 8: KAITO does not roll template changes to existing replicas
+    (kaito website/docs/inference.md); the README and the runbook say how to roll them."""
+    assert "Running replicas move when KAITO recreates" not in README
+    assert "**Running replicas do not move:**" in README
+    runbook = (REPO_ROOT / "docs" / "runbooks" / "switch-spot-on-demand.md").read_text(encoding="utf-8")
+    assert "kubectl -n llm delete workspace <one of them>" in runbook
