@@ -106,7 +106,7 @@ def test_live_mode_reports_what_the_gateway_served(gateway: RunningGateway, prom
 
     done = subprocess.run([sys.executable, str(REPO_ROOT / "scripts" / "crossover.py"), "--prometheus", prometheus,
                            "--window", "2m", "--nodes", "customer=1,batch=1:spot", "--api-model", "gpt-4o-mini",
-                           "--format", "json"], capture_output=True, text=True, cwd=REPO_ROOT, timeout=120, check=False)
+                           "--format", "json", "--as-of", "2026-09-01"], capture_output=True, text=True, cwd=REPO_ROOT, timeout=120, check=False)
     assert done.returncode == 0, done.stderr
     report = json.loads(done.stdout)
     rows = {row["backend"]: row for row in report["backends"]}
@@ -118,12 +118,19 @@ def test_live_mode_reports_what_the_gateway_served(gateway: RunningGateway, prom
     assert report["tokensPerDay"] == pytest.approx(60 * 16 * 86400 / 120, rel=0.25)
     # Azure's cost per 1M comes from the gateway's cost counter: (11 x 0.15 + 5 x 0.60) / 16 per token.
     assert rows["azure-openai"]["usdPer1M"] == pytest.approx((11 * 0.15 + 5 * 0.60) / 16, rel=0.02)
-    assert report["apiAlternative"] == {"model": "gpt-4o-mini", "usdPer1M": pytest.approx((11 * 0.15 + 5 * 0.60) / 16)}
+    assert report["apiAlternative"] == {"model": "gpt-4o-mini", "usdPer1M": pytest.approx((11 * 0.15 + 5 * 0.60) / 16),
+                                        "retired": None}  # gpt-4o-mini retires on 2026-10-01
     # A self-hosted path costs its nodes over the window, whatever it served.
     assert rows["vllm-customer"]["nodeCostUSD"] == pytest.approx(14.692 * 120 / 3600)
     assert rows["vllm-batch"]["nodeCostUSD"] == pytest.approx(1.78 * 1.15 * 120 / 3600)
     assert rows["vllm-customer"]["utilisation"] < 0.01
     assert rows["vllm-customer"]["usdPer1M"] > 100 * report["apiAlternative"]["usdPer1M"]
+    # The same comparison after Microsoft's retirement date says so.
+    later = subprocess.run([sys.executable, str(REPO_ROOT / "scripts" / "crossover.py"), "--prometheus", prometheus,
+                            "--window", "2m", "--api-model", "gpt-4o-mini", "--as-of", "2026-11-27"],
+                           capture_output=True, text=True, cwd=REPO_ROOT, timeout=120, check=False)
+    assert later.returncode == 0, later.stderr
+    assert "API alternative: gpt-4o-mini (retired on 2026-10-01" in later.stdout
 
 
 def test_live_mode_errors(prometheus: str) -> None:

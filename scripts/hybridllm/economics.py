@@ -1,103 +1,36 @@
-"""Where self-hosting Llama 3.3 70B beats Azure OpenAI for a workload, capacity-aware.
+"""Self-hosting Llama 3.3 70B against pay-per-token APIs for one workload: the monthly cost of each
+strategy, the crossover volume per API model, and the cheapest strategy deployable on a date.
 
-All prices and capacities come from data/figures.yaml. Conventions:
+All prices and capacities come from data/figures.yaml (through cost_figures). Conventions:
 - A month is 730 hours (Azure's billing convention), so 730/24 days.
 - Tokens/day counts prompt and completion tokens together.
-- Node capacity is the figures' requests/s at their token shape, converted to tokens/s; a workload
-  with another shape gets the same tokens/s (compute scales with total tokens).
+- A node's capacity depends on the request shape: prefill and decode rates (capacity.py).
 - The customer path is sized for its peak; the batch path for its average, since batch can wait.
-- Self-hosted strategies pay for nodes, engineering time and egress of completion tokens; the API
+- Self-hosted strategies pay for nodes, engineering time and egress of completion tokens; an API
   pays per token, with cached prompt tokens at the cached-input price.
+- A strategy is recommendable only if everything it uses is deployable on the evaluation date:
+  a retired model (or a hybrid routing to one) is shown, marked, and never recommended.
 """
 
 from __future__ import annotations
 
+import datetime
 import math
-from dataclasses import asdict, dataclass, field, replace
-from datetime import date
+from dataclasses import dataclass, field, replace
 from typing import Any
 
-from . import figures
+from . import cost_figures
+from .capacity import NodeThroughput
+from .cost_figures import DEPLOYMENT_NAMES, LLAMA, ApiModel, TokenPrice
 from .errors import UserError
-from .layout import FIGURES_FILE, display_path
+from .workload import WORKLOAD_FIELDS, Workload, validate
 
 HOURS_PER_MONTH = 730.0
 DAYS_PER_MONTH = HOURS_PER_MONTH / 24
-SECONDS_PER_DAY = 86_400
-MODEL = "llama-3.3-70b-instruct"
+MAX_NODES = 10_000  # a fleet beyond this is outside what the model is for
 
-
-@dataclass(frozen=True)
-class Workload:
-    tokens_per_day: float
-    peak_to_average: float = 2.0
-    prompt_tokens: int = 800
-    completion_tokens: int = 400
-    cached_prompt_share: float = 0.0
-    batch_share: float = 0.3
-    schema_strict_share: float = 0.1
-    region: str = "eastus"
-    instance_type: str = "Standard_NC96ads_A100_v4"
-    capacity_basis: str = "sustainable"  # or "saturation"
-    min_customer_nodes: int = 1
-    min_batch_nodes: int = 0
-    spot_eviction_overhead: float = 0.15
-    egress_bytes_per_token: float = 4.0
-    engineering_hours_per_month: float | None = None  # None: the figures file's value
-    node_hourly: float | None = None  # overrides the on-demand price
-    spot_hourly: float | None = None  # overrides the spot price
-    api_models: tuple[str, ...] = ()  # empty: every model in the figures file
-    reference_model: str | None = None  # the API model hybrid and the recommendation use
-
-    def check(self, where: str) -> None:
-        problems = []
-        if self.tokens_per_day <= 0:
-            problems.append("tokensPerDay must be above 0")
-        if self.prompt_tokens < 0 or self.completion_tokens < 0 or self.prompt_tokens + self.completion_tokens == 0:
-            problems.append("promptTokens and completionTokens must be >= 0 and not both 0")
-        for name in ("cached_prompt_share", "batch_share", "schema_strict_share", "spot_eviction_overhead"):
-            if not 0 <= getattr(self, name) <= 1:
-                problems.append(f"{_camel(name)} must be between 0 and 1")
-        if self.batch_share + self.schema_strict_share > 1:
-            problems.append("batchShare + schemaStrictShare must not exceed 1")
-        if self.peak_to_average < 1:
-            problems.append("peakToAverage must be at least 1")
-        if self.capacity_basis not in ("sustainable", "saturation"):
-            problems.append("capacityBasis must be sustainable or saturation")
-        if self.min_customer_nodes < 0 or self.min_batch_nodes < 0:
-            problems.append("minimum node counts must be >= 0")
-        if problems:
-            raise UserError(where, "; ".join(problems), "fix the workload values")
-
-
-def _camel(name: str) -> str:
-    head, *rest = name.split("_")
-    return head + "".join(part.capitalize() for part in rest)
-
-
-WORKLOAD_FIELDS = {_camel(f): f for f in Workload.__dataclass_fields__}
-
-
-@dataclass(frozen=True)
-class ApiPrice:
-    model: str
-    input_per_1m: float
-    cached_input_per_1m: float
-    output_per_1m: float
-    retires: str | None
-    successor: str | None
-    source: str
-
-    def per_token(self, workload: Workload) -> float:
-        """USD per token for the workload's prompt/completion mix and cache share."""
-        total = workload.prompt_tokens + workload.completion_tokens
-        prompt = workload.prompt_tokens / total
-        cached = prompt * workload.cached_prompt_share
-        return ((prompt - cached) * self.input_per_1m + cached * self.cached_input_per_1m
-                + workload.completion_tokens / total * self.output_per_1m) / 1e6
-
-    def retired_on(self, today: date) -> bool:
-        return self.retires is not None and date.fromisoformat(self.retires) <= today
+__all__ = ["Analysis", "Crossover", "DAYS_PER_MONTH", "HOURS_PER_MONTH", "Node", "StrategyCost", "Workload",
+           "analyse", "crossover", "node_for"]
 
 
 @dataclass(frozen=True)
@@ -105,93 +38,100 @@ class Node:
     instance_type: str
     region: str
     on_demand_hourly: float
-    spot_hourly: float | None
-    tokens_per_second: float  # capacity at the chosen basis
-    capacity_note: str
+    spot_hourly: float | None  # None: no spot price for this region
+    throughput: NodeThroughput
+    prompt_tokens: int
+    completion_tokens: int
+
+    @property
+    def requests_per_second(self) -> float:
+        return self.throughput.requests_per_second(self.prompt_tokens, self.completion_tokens)
+
+    @property
+    def tokens_per_second(self) -> float:
+        return self.throughput.tokens_per_second(self.prompt_tokens, self.completion_tokens)
 
     @property
     def tokens_per_day(self) -> float:
-        return self.tokens_per_second * SECONDS_PER_DAY
+        return self.throughput.tokens_per_day(self.prompt_tokens, self.completion_tokens)
 
     def cost_per_million(self, hourly: float) -> float:
         """Self-hosted USD per 1M tokens with the node fully used."""
         return hourly / (self.tokens_per_second * 3600) * 1e6
 
-
-def api_prices() -> dict[str, ApiPrice]:
-    prices = {}
-    for model, entry in figures.load().get("azureOpenAI", {}).items():
-        prices[model] = ApiPrice(model, float(entry["inputPer1M"]),
-                                 float(entry.get("cachedInputPer1M", entry["inputPer1M"])),
-                                 float(entry["outputPer1M"]), entry.get("retires"), entry.get("successor"),
-                                 str(entry.get("source", "")))
-    return prices
+    @property
+    def capacity_note(self) -> str:
+        t = self.throughput
+        return (f"{self.requests_per_second:.2f} req/s = {self.tokens_per_second:,.0f} tokens/s at "
+                f"{self.prompt_tokens}+{self.completion_tokens} tokens ({t.basis}: prefill "
+                f"{t.prefill_tokens_per_second:,.0f} + decode {t.decode_tokens_per_second:,.0f} tokens/s"
+                + (f"; {t.slo}" if t.slo else "") + ")")
 
 
 def node_for(workload: Workload) -> Node:
-    data = figures.load()
-    where = display_path(FIGURES_FILE)
-    prices = data.get("vmPrices", {}).get(workload.instance_type)
-    throughput = data.get("nodeThroughput", {}).get(MODEL, {}).get(workload.instance_type)
-    if not prices or not throughput:
-        raise UserError(where, f"no vmPrices or nodeThroughput for {workload.instance_type}",
-                        "add its price and measured throughput with sources")
-    on_demand = workload.node_hourly
+    prices = cost_figures.node_prices(workload.instance_type)
+    on_demand = workload.node_hourly if workload.node_hourly is not None else prices.on_demand.get(workload.region)
     if on_demand is None:
-        on_demand = prices["onDemand"]["perHourUSD"].get(workload.region)
-        if on_demand is None:
-            raise UserError(where, f"no on-demand price for {workload.instance_type} in {workload.region!r}",
-                            f"use one of {', '.join(prices['onDemand']['perHourUSD'])}, or pass --node-hourly")
-    spot = workload.spot_hourly
-    if spot is None:
-        spot = prices.get("spot", {}).get("perHourUSD", {}).get(workload.region)
-    shape = throughput["tokenShape"]
-    rps = throughput[f"{workload.capacity_basis}RequestsPerSecond"]
-    tokens_per_second = rps * (shape["promptTokens"] + shape["completionTokens"])
-    note = (f"{rps} req/s at {shape['promptTokens']}+{shape['completionTokens']} tokens "
-            f"({workload.capacity_basis}; {throughput.get('sloAtSustainable', '')})")
-    return Node(workload.instance_type, workload.region, float(on_demand), None if spot is None else float(spot),
-                tokens_per_second, note)
+        raise UserError("workload", f"region {workload.region!r} has no on-demand price for {workload.instance_type}",
+                        f"use one of {', '.join(prices.on_demand)}, or pass --node-hourly")
+    spot = workload.spot_hourly if workload.spot_hourly is not None else prices.spot.get(workload.region)
+    return Node(workload.instance_type, workload.region, on_demand, spot,
+                cost_figures.node_throughput(workload.instance_type, workload.capacity_basis),
+                workload.prompt_tokens, workload.completion_tokens)
 
 
 def engineering_month(workload: Workload) -> float:
-    people = figures.load()["engineering"]
-    hours = people["hoursPerMonth"] if workload.engineering_hours_per_month is None \
-        else workload.engineering_hours_per_month
-    return float(hours) * float(people["hourlyRateUSD"])
+    hours, rate = cost_figures.engineering()
+    if workload.engineering_hours_per_month is not None:
+        hours = workload.engineering_hours_per_month
+    return hours * rate
 
 
 def egress_per_token_day(workload: Workload) -> float:
     """Monthly egress USD per (token/day) of traffic: the completion tokens leave the region."""
     completion_share = workload.completion_tokens / (workload.prompt_tokens + workload.completion_tokens)
-    price = float(figures.load()["egress"]["internetPerGB"])
-    return completion_share * workload.egress_bytes_per_token / 1e9 * price * DAYS_PER_MONTH
+    return completion_share * workload.egress_bytes_per_token / 1e9 * cost_figures.egress_per_gb() * DAYS_PER_MONTH
 
 
 @dataclass
 class StrategyCost:
     name: str
-    monthly_usd: float
+    kind: str  # api, self-host or hybrid
+    monthly_usd: float | None  # None: cannot be priced (`unavailable` says why)
     customer_nodes: int = 0
     batch_nodes: int = 0
     batch_on_spot: bool = False
     api_model: str | None = None
     api_share: float = 0.0
     utilisation: float | None = None  # average load / capacity of the nodes
+    unavailable: str | None = None  # why it is never recommended
 
     @property
     def nodes(self) -> int:
         return self.customer_nodes + self.batch_nodes
 
+    @property
+    def recommendable(self) -> bool:
+        return self.unavailable is None and self.monthly_usd is not None
+
 
 def _nodes(load_tokens_per_day: float, node: Node, minimum: int) -> int:
-    needed = math.ceil(load_tokens_per_day / node.tokens_per_day - 1e-12) if load_tokens_per_day > 0 else 0
-    return max(minimum, needed)
+    if load_tokens_per_day <= 0:
+        return minimum
+    needed = load_tokens_per_day / node.tokens_per_day
+    if needed > MAX_NODES:
+        raise UserError("tokensPerDay", f"this workload needs {needed:,.0f} {node.instance_type} nodes on one path, "
+                        f"more than the {MAX_NODES:,} this model plans for",
+                        "lower tokensPerDay or peakToAverage, or check promptTokens and completionTokens")
+    return max(minimum, math.ceil(needed - 1e-12))
 
 
 def self_hosted(workload: Workload, node: Node, tokens_per_day: float, *, spot_batch: bool,
-                api: ApiPrice | None = None, ignore_capacity: bool = False) -> StrategyCost:
-    """Self-hosted paths (and, with `api`, the schema-strict share on the API: the hybrid)."""
+                api: tuple[ApiModel, TokenPrice] | None = None, ignore_capacity: bool = False,
+                as_of: datetime.date | None = None) -> StrategyCost:
+    """Self-hosted paths (and, with `api`, the schema-strict share on that API: the hybrid)."""
+    name = "hybrid" if api is not None else "self-host, spot batch" if spot_batch else "self-host, on-demand"
+    kind = "hybrid" if api is not None else "self-host"
     api_share = workload.schema_strict_share if api is not None else 0.0
     customer_share = 1 - workload.batch_share - api_share
     customer_load = tokens_per_day * customer_share * workload.peak_to_average
@@ -201,35 +141,52 @@ def self_hosted(workload: Workload, node: Node, tokens_per_day: float, *, spot_b
         batch_nodes = max(workload.min_batch_nodes, 1 if batch_load > 0 and spot_batch else 0)
         if customer_nodes + batch_nodes == 0:
             customer_nodes = 1
+    elif spot_batch:
+        customer_nodes = _nodes(customer_load, node, workload.min_customer_nodes)
+        batch_nodes = _nodes(batch_load, node, workload.min_batch_nodes)
     else:
-        if spot_batch:
-            customer_nodes = _nodes(customer_load, node, workload.min_customer_nodes)
-            batch_nodes = _nodes(batch_load, node, workload.min_batch_nodes)
-        else:
-            # One on-demand fleet: customer peak plus batch average.
-            customer_nodes = _nodes(customer_load + batch_load, node,
-                                    max(workload.min_customer_nodes + workload.min_batch_nodes, 1))
-            batch_nodes = 0
+        # One on-demand fleet: customer peak plus batch average.
+        customer_nodes = _nodes(customer_load + batch_load, node,
+                                max(workload.min_customer_nodes + workload.min_batch_nodes, 1))
+        batch_nodes = 0
     batch_on_spot = spot_batch and batch_nodes > 0
-    if batch_on_spot and node.spot_hourly is None:
-        raise UserError(display_path(FIGURES_FILE), f"no spot price for {node.instance_type} in {node.region}",
-                        "pass --spot-hourly or pick a region with a spot price")
-    node_month = node.on_demand_hourly * HOURS_PER_MONTH
-    spot_month = (node.spot_hourly or 0) * HOURS_PER_MONTH * (1 + workload.spot_eviction_overhead)
-    monthly = customer_nodes * node_month + (batch_nodes * spot_month if batch_on_spot else batch_nodes * node_month)
-    monthly += engineering_month(workload) + egress_per_token_day(workload) * tokens_per_day * (1 - api_share)
-    if api is not None:
-        monthly += api.per_token(workload) * tokens_per_day * api_share * DAYS_PER_MONTH
     served = tokens_per_day * (1 - api_share)
     capacity = (customer_nodes + batch_nodes) * node.tokens_per_day
-    name = ("hybrid" if api is not None else "self-host, spot batch" if spot_batch else "self-host, on-demand")
-    return StrategyCost(name, monthly, customer_nodes, batch_nodes, batch_on_spot,
-                        api.model if api else None, api_share, served / capacity if capacity else None)
+    result = StrategyCost(name, kind, None, customer_nodes, batch_nodes, batch_on_spot,
+                          api[0].name if api else None, api_share, served / capacity if capacity else None)
+    if batch_on_spot and node.spot_hourly is None:
+        result.unavailable = (f"no spot price for {node.instance_type} in {node.region} in data/figures.yaml "
+                              "(pass --spot-hourly to price it)")
+        return result
+    node_month = node.on_demand_hourly * HOURS_PER_MONTH
+    spot_month = (node.spot_hourly or 0.0) * HOURS_PER_MONTH * (1 + workload.spot_eviction_overhead)
+    monthly = customer_nodes * node_month + batch_nodes * (spot_month if batch_on_spot else node_month)
+    monthly += engineering_month(workload) + egress_per_token_day(workload) * served
+    if api is not None:
+        model, price = api
+        monthly += _per_token(workload, price) * tokens_per_day * api_share * DAYS_PER_MONTH
+        if as_of is not None and model.retired_on(as_of):
+            result.unavailable = f"its API share goes to {model.name}, retired on {model.retires}"
+    result.monthly_usd = monthly
+    if ignore_capacity and result.utilisation is not None and result.utilisation > 1:
+        result.unavailable = f"utilisation {result.utilisation:.0%}: these nodes could not carry the volume"
+    return result
 
 
-def api_only(workload: Workload, api: ApiPrice, tokens_per_day: float) -> StrategyCost:
-    return StrategyCost(f"API only: {api.model}", api.per_token(workload) * tokens_per_day * DAYS_PER_MONTH,
-                        api_model=api.model, api_share=1.0)
+def _per_token(workload: Workload, price: TokenPrice) -> float:
+    return price.per_token(workload.prompt_tokens, workload.completion_tokens, workload.cached_prompt_share)
+
+
+def api_only(workload: Workload, model: ApiModel, tokens_per_day: float, as_of: datetime.date) -> StrategyCost:
+    price = model.prices.get(workload.api_deployment)
+    strategy = StrategyCost(f"API only: {model.name}", "api", None, api_model=model.name, api_share=1.0)
+    if price is None:
+        strategy.unavailable = f"no {DEPLOYMENT_NAMES[workload.api_deployment]} price in data/figures.yaml"
+        return strategy
+    strategy.monthly_usd = _per_token(workload, price) * tokens_per_day * DAYS_PER_MONTH
+    if model.retired_on(as_of):
+        strategy.unavailable = f"retired on {model.retires}"
+    return strategy
 
 
 @dataclass
@@ -240,95 +197,212 @@ class Crossover:
     nodes: int | None = None
 
 
-def crossover(workload: Workload, node: Node, api: ApiPrice, ignore_capacity: bool = False) -> Crossover:
+def crossover(workload: Workload, node: Node, model: ApiModel, ignore_capacity: bool = False) -> Crossover:
     """The smallest volume at which self-hosting on on-demand nodes costs no more than the API.
 
-    Self-hosted cost is F(n) + e*V: n whole nodes plus engineering, and egress linear in V. The
-    fleet needs n(V) = max(minimum, ceil(V * r / C)) nodes, where r is the load factor (customer
-    share at peak plus batch share at average) and C one node's tokens/day. Node count n covers
-    volumes ((n-1)C/r, nC/r]; within it the crossing V = F(n) / (a - e) is exact, with a the
-    API's monthly cost per token/day."""
-    api_rate = api.per_token(workload) * DAYS_PER_MONTH
+    Self-hosted cost is n(V)*M + E + e*V: n whole nodes at M a month, engineering E, and egress e per
+    token/day. The fleet needs n(V) = max(m, ceil(V / W)) nodes, where W = C / r is the traffic one
+    node carries (C its tokens/day, r the load factor: customer share at peak plus batch share at
+    average). With k = a - e (a the API's monthly cost per token/day), node count n breaks even
+    within its own interval ((n-1)W, nW] iff n (kW - M) >= E, so the first such n is
+    max(m, ceil(E / (kW - M))) and the volume there is max((nM + E) / k, (n-1)W). No search."""
+    price = model.prices.get(workload.api_deployment)
+    if price is None:
+        return Crossover(model.name, None, f"{model.name} has no {DEPLOYMENT_NAMES[workload.api_deployment]} price")
+    api_rate = _per_token(workload, price) * DAYS_PER_MONTH
     egress_rate = egress_per_token_day(workload)
     node_month = node.on_demand_hourly * HOURS_PER_MONTH
     engineering = engineering_month(workload)
     minimum = max(workload.min_customer_nodes + workload.min_batch_nodes, 1)
-    if api_rate <= egress_rate:
-        return Crossover(api.model, None, f"{api.model} costs less per token than the egress alone")
+    k = api_rate - egress_rate
+    if k <= 0:
+        return Crossover(model.name, None, f"{model.name} costs no more per token than the egress alone")
     if ignore_capacity:
-        return Crossover(api.model, (minimum * node_month + engineering) / (api_rate - egress_rate),
+        return Crossover(model.name, (minimum * node_month + engineering) / k,
                          "fixed-cost break-even: assumes one node serves any volume", minimum)
     load_factor = (1 - workload.batch_share) * workload.peak_to_average + workload.batch_share
-    per_node_volume = node.tokens_per_day / load_factor  # tokens/day of traffic one more node carries
-    marginal = node_month / per_node_volume + egress_rate
-    if marginal >= api_rate:
-        return Crossover(api.model, None,
+    per_node_volume = node.tokens_per_day / load_factor
+    margin = k * per_node_volume - node_month  # what one more fully used node saves against the API
+    if margin <= 0:
+        marginal = node_month / per_node_volume + egress_rate
+        return Crossover(model.name, None,
                          f"a fully used node costs ${node.cost_per_million(node.on_demand_hourly):.2f} per 1M tokens "
                          f"(${marginal / DAYS_PER_MONTH * 1e6:.2f} with peak headroom and egress), above "
-                         f"{api.model}'s ${api.per_token(workload) * 1e6:.2f} per 1M for this mix, so every added "
-                         "node costs more than the API traffic it replaces")
-    n = minimum
-    while True:
-        lower = 0.0 if n == minimum else (n - 1) * per_node_volume
-        volume = max((n * node_month + engineering) / (api_rate - egress_rate), lower)
-        if volume <= n * per_node_volume:
-            return Crossover(api.model, volume,
-                             f"from here {n} on-demand node(s) cost no more than {api.model}", n)
-        n += 1
+                         f"{model.name}'s ${_per_token(workload, price) * 1e6:.2f} per 1M for this mix")
+    needed = engineering / margin
+    if needed > MAX_NODES:
+        return Crossover(model.name, None, f"it would take more than {MAX_NODES:,} nodes to repay the fixed costs")
+    n = max(minimum, math.ceil(needed - 1e-12))
+    volume = max((n * node_month + engineering) / k, (n - 1) * per_node_volume if n > minimum else 0.0)
+    return Crossover(model.name, volume, f"from here {n} on-demand node(s) cost no more than {model.name}", n)
+
+
+@dataclass
+class ModelResult:
+    model: ApiModel
+    price: TokenPrice | None  # at the workload's deployment type
+    per_token: float | None
+    crossover: Crossover
 
 
 @dataclass
 class Analysis:
     workload: Workload
     node: Node
+    as_of: datetime.date
     strategies: list[StrategyCost]
-    crossovers: list[Crossover]
-    recommended: str
+    models: list[ModelResult]
+    recommended: StrategyCost | None
     notes: list[str] = field(default_factory=list)
 
+    @property
+    def crossovers(self) -> list[Crossover]:
+        return [m.crossover for m in self.models]
+
+    def strategy(self, name: str) -> StrategyCost:
+        return next(s for s in self.strategies if s.name == name)
+
+    def like_for_like(self) -> tuple[StrategyCost, StrategyCost] | None:
+        """(Llama on a serverless API, the cheapest self-hosted strategy): the same model both ways."""
+        api = [s for s in self.strategies if s.kind == "api" and s.api_model and s.api_model.lower() == LLAMA
+               and s.monthly_usd is not None]
+        own = [s for s in self.strategies if s.kind == "self-host" and s.monthly_usd is not None]
+        if not api or not own:
+            return None
+        return api[0], min(own, key=lambda s: s.monthly_usd or 0.0)
+
     def as_json(self) -> dict[str, Any]:
+        node = self.node
+        recommended = self.recommended
         return {
-            "workload": {camel: getattr(self.workload, name) for camel, name in WORKLOAD_FIELDS.items()},
-            "node": {**{_camel(k): v for k, v in asdict(self.node).items()}, "costPer1MTokensFullUse": {
-                "onDemand": self.node.cost_per_million(self.node.on_demand_hourly),
-                "spot": None if self.node.spot_hourly is None else self.node.cost_per_million(self.node.spot_hourly)}},
-            "strategies": [{"name": s.name, "monthlyUSD": round(s.monthly_usd, 2), "customerNodes": s.customer_nodes,
-                            "batchNodes": s.batch_nodes, "batchOnSpot": s.batch_on_spot, "apiModel": s.api_model,
-                            "apiShare": s.api_share, "utilisation": s.utilisation} for s in self.strategies],
-            "apiModels": {c.model: {"crossover_tokens_per_day": c.tokens_per_day, "reason": c.reason, "nodes": c.nodes}
-                          for c in self.crossovers},
-            "recommended": self.recommended,
+            "asOf": self.as_of.isoformat(),
+            "workload": {key: _jsonable(getattr(self.workload, name)) for key, name in WORKLOAD_FIELDS.items()},
+            "node": {
+                "instanceType": node.instance_type, "region": node.region, "onDemandHourly": node.on_demand_hourly,
+                "spotHourly": node.spot_hourly, "capacityBasis": node.throughput.basis, "slo": node.throughput.slo,
+                "prefillTokensPerSecond": node.throughput.prefill_tokens_per_second,
+                "decodeTokensPerSecond": node.throughput.decode_tokens_per_second,
+                "requestsPerSecond": node.requests_per_second, "tokensPerSecond": node.tokens_per_second,
+                "costPer1MTokensFullUse": {
+                    "onDemand": node.cost_per_million(node.on_demand_hourly),
+                    "spot": None if node.spot_hourly is None else node.cost_per_million(node.spot_hourly)}},
+            "strategies": [{"name": s.name, "kind": s.kind,
+                            "monthlyUSD": None if s.monthly_usd is None else round(s.monthly_usd, 2),
+                            "customerNodes": s.customer_nodes, "batchNodes": s.batch_nodes,
+                            "batchOnSpot": s.batch_on_spot, "apiModel": s.api_model, "apiShare": s.api_share,
+                            "utilisation": s.utilisation, "recommendable": s.recommendable,
+                            "unavailable": s.unavailable} for s in self.strategies],
+            "apiModels": {m.model.name: {
+                "provider": m.model.provider,
+                "deploymentType": self.workload.api_deployment,
+                "usdPer1MTokens": None if m.per_token is None else m.per_token * 1e6,
+                "priceIsEstimate": None if m.price is None else m.price.estimate,
+                "retired": m.model.retires.isoformat() if m.model.retired_on(self.as_of) and m.model.retires else None,
+                "retires": None if m.model.retires is None else m.model.retires.isoformat(),
+                "deprecated": None if m.model.deprecated is None else m.model.deprecated.isoformat(),
+                "successor": m.model.successor,
+                "crossoverTokensPerDay": m.crossover.tokens_per_day, "crossoverNodes": m.crossover.nodes,
+                "reason": m.crossover.reason} for m in self.models},
+            "recommended": None if recommended is None else {
+                "strategy": recommended.name, "model": recommended.api_model,
+                "monthlyUSD": None if recommended.monthly_usd is None else round(recommended.monthly_usd, 2)},
             "notes": self.notes,
         }
 
 
-def analyse(workload: Workload, ignore_capacity: bool = False, today: date | None = None) -> Analysis:
-    today = today or date.today()
-    prices = api_prices()
-    models = list(workload.api_models) or list(prices)
-    unknown = [m for m in models if m not in prices]
-    if unknown:
-        raise UserError(display_path(FIGURES_FILE), f"no Azure OpenAI prices for {', '.join(unknown)}",
-                        f"use one of {', '.join(prices)}, or add the model with its source")
-    reference = prices[workload.reference_model or models[0]]
+def _jsonable(value: Any) -> Any:
+    return list(value) if isinstance(value, tuple) else value
+
+
+def hybrid_reference(workload: Workload, compared: list[ApiModel], as_of: datetime.date) -> ApiModel | None:
+    """The Azure OpenAI model the hybrid sends its API share to: the workload's referenceModel, else
+    the cheapest deployable Azure OpenAI model compared (else in the figures file)."""
+    models = cost_figures.api_models()
+    if workload.reference_model is not None:
+        return models[workload.reference_model]
+
+    def deployable(model: ApiModel) -> bool:
+        return model.is_azure_openai and not model.retired_on(as_of) and workload.api_deployment in model.prices
+
+    for pool in (compared, list(models.values())):
+        candidates = [m for m in pool if deployable(m)]
+        if candidates:
+            return min(candidates, key=lambda m: _per_token(workload, m.prices[workload.api_deployment]))
+    return None
+
+
+def analyse(workload: Workload, ignore_capacity: bool = False, today: datetime.date | None = None) -> Analysis:
+    workload = validate(workload)
+    as_of = today or datetime.date.today()
+    models = cost_figures.api_models()
+    compared = [models[name] for name in (workload.api_models or tuple(models))]
     node = node_for(workload)
     volume = workload.tokens_per_day
-    strategies = [api_only(workload, prices[m], volume) for m in models]
+    strategies = [api_only(workload, model, volume, as_of) for model in compared]
     strategies.append(self_hosted(workload, node, volume, spot_batch=False, ignore_capacity=ignore_capacity))
-    if node.spot_hourly is not None:
-        strategies.append(self_hosted(workload, node, volume, spot_batch=True, ignore_capacity=ignore_capacity))
-        strategies.append(self_hosted(workload, node, volume, spot_batch=True, api=reference,
-                                      ignore_capacity=ignore_capacity))
-    candidates = [s for s in strategies if s.api_model in (None, reference.model)]
-    best = min(candidates, key=lambda s: s.monthly_usd)
-    notes = [f"{m} retired on {prices[m].retires} by Microsoft's table"
-             + (f"; successor {prices[m].successor}" if prices[m].successor else "")
-             for m in models if prices[m].retired_on(today)]
+    strategies.append(self_hosted(workload, node, volume, spot_batch=True, ignore_capacity=ignore_capacity))
+    reference = hybrid_reference(workload, compared, as_of)
+    notes: list[str] = []
+    if reference is not None and workload.api_deployment in reference.prices:
+        strategies.append(self_hosted(workload, node, volume, spot_batch=True, ignore_capacity=ignore_capacity,
+                                      api=(reference, reference.prices[workload.api_deployment]), as_of=as_of))
+    else:
+        why = (f"{reference.name} has no {DEPLOYMENT_NAMES[workload.api_deployment]} price" if reference
+               else f"no Azure OpenAI model is deployable on {as_of}")
+        strategies.append(StrategyCost("hybrid", "hybrid", None, unavailable=why))
+    results = []
+    for model in compared:
+        price = model.prices.get(workload.api_deployment)
+        results.append(ModelResult(model, price, None if price is None else _per_token(workload, price),
+                                   crossover(workload, node, model, ignore_capacity)))
+    candidates = [s for s in strategies if s.recommendable]
+    recommended = min(candidates, key=lambda s: s.monthly_usd or 0.0) if candidates else None
+    notes += _notes(workload, node, compared, strategies, recommended, as_of, ignore_capacity)
+    return Analysis(workload, node, as_of, strategies, results, recommended, notes)
+
+
+def _notes(workload: Workload, node: Node, compared: list[ApiModel], strategies: list[StrategyCost],
+           recommended: StrategyCost | None, as_of: datetime.date, ignore_capacity: bool) -> list[str]:
+    notes = []
+    for model in compared:
+        if model.retired_on(as_of):
+            notes.append(f"{model.name} retired on {model.retires} (Microsoft's retirement table)"
+                         + (f"; successor {model.successor}" if model.successor else "") + ": shown, never recommended")
+    if recommended is not None and recommended.api_model:
+        model = cost_figures.api_models()[recommended.api_model]
+        if model.closed_to_new_customers_on(as_of):
+            notes.append(f"{model.name} takes no new customers since {model.deprecated} and retires on "
+                         f"{model.retires}: existing customers can deploy it until then; plan the move")
+        elif model.retires is not None:
+            notes.append(f"{model.name} retires on {model.retires}")
+    unpriced = [s for s in strategies if s.monthly_usd is None]
+    notes += [f"{s.name}: not priced: {s.unavailable}" for s in unpriced]
     if ignore_capacity:
         notes.append("--ignore-capacity: one node is assumed to serve any volume (the naive break-even)")
-    return Analysis(workload, node, strategies, [crossover(workload, node, prices[m], ignore_capacity) for m in models],
-                    best.name, notes)
+        over = [s for s in strategies if s.utilisation is not None and s.utilisation > 1]
+        if over:
+            notes.append("utilisation above 100% (" + ", ".join(f"{s.name} {s.utilisation:.0%}" for s in over)
+                         + "): those nodes could not carry this volume; drop --ignore-capacity for the real fleet")
+    if any(m.prices.get(workload.api_deployment) and m.prices[workload.api_deployment].estimate for m in compared):
+        notes.append("API prices are estimates (third-party price maps; see kind and source in data/figures.yaml)")
+    return notes
 
 
-def with_overrides(workload: Workload, **overrides: Any) -> Workload:
-    return replace(workload, **{k: v for k, v in overrides.items() if v is not None})
+def sweep(workload: Workload, volumes: list[float], ignore_capacity: bool,
+          today: datetime.date) -> list[tuple[float, Analysis]]:
+    """The analysis at each volume, stopping where the fleet would exceed MAX_NODES."""
+    runs = []
+    for volume in volumes:
+        try:
+            runs.append((volume, analyse(replace(workload, tokens_per_day=volume), ignore_capacity, today)))
+        except UserError:
+            break
+    return runs
+
+
+def describe_status(model: ApiModel, as_of: datetime.date) -> str:
+    if model.retired_on(as_of):
+        return f"RETIRED {model.retires}, never recommended"
+    if model.closed_to_new_customers_on(as_of):
+        return f"retires {model.retires}, no new customers since {model.deprecated}"
+    return f"retires {model.retires}" if model.retires else "no retirement date published"

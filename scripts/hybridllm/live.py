@@ -7,16 +7,21 @@ were, and the effective USD per 1M tokens of each backend next to the API altern
 
 from __future__ import annotations
 
+import datetime
 import json
+import math
 import re
 import urllib.error
 import urllib.parse
 import urllib.request
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
-from .economics import HOURS_PER_MONTH, ApiPrice, Workload, api_prices, node_for
+from . import cost_figures
+from .cost_figures import ApiModel
+from .economics import HOURS_PER_MONTH, hybrid_reference, node_for
 from .errors import UserError
+from .workload import Workload
 
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 
@@ -50,7 +55,9 @@ def query(url: str, promql: str) -> list[tuple[dict[str, str], float]]:
         raise UserError(url, f"cannot query Prometheus: {exc}", "check --prometheus (the HTTP API base URL)") from None
     if body.get("status") != "success":
         raise UserError(url, f"Prometheus refused the query {promql!r}: {body.get('error')}")
-    return [(item["metric"], float(item["value"][1])) for item in body["data"]["result"]]
+    samples = [(item["metric"], float(item["value"][1])) for item in body["data"]["result"]]
+    # increase() over a series with too few points can be NaN: count it as nothing observed.
+    return [(labels, value) for labels, value in samples if math.isfinite(value)]
 
 
 @dataclass
@@ -85,7 +92,23 @@ def observe(url: str, window: str) -> dict[str, BackendUse]:
     return backends
 
 
-def live_report(url: str, window: str, nodes_spec: str, workload: Workload, output_format: str) -> str:
+def _alternative(workload: Workload, as_of: datetime.date) -> ApiModel:
+    """The API the observed traffic is priced against: referenceModel, else the first --api-model,
+    else the cheapest Azure OpenAI model deployable on the date."""
+    models = cost_figures.api_models()
+    name = workload.reference_model or (workload.api_models[0] if workload.api_models else None)
+    if name is not None:
+        return models[name]
+    reference = hybrid_reference(workload, list(models.values()), as_of)
+    if reference is None:
+        raise UserError("data/figures.yaml", f"no Azure OpenAI model is deployable on {as_of}",
+                        "pass --api-model or --as-of")
+    return reference
+
+
+def live_report(url: str, window: str, nodes_spec: str, workload: Workload, output_format: str,
+                as_of: datetime.date | None = None) -> str:
+    as_of = as_of or datetime.date.today()
     seconds = window_seconds(window)
     nodes = parse_nodes(nodes_spec)
     backends = observe(url, window)
@@ -93,14 +116,22 @@ def live_report(url: str, window: str, nodes_spec: str, workload: Workload, outp
     if total <= 0:
         raise UserError(url, f"the gateway counted no tokens in the last {window}",
                         "check that Prometheus scrapes the gateway, or widen --window")
-    node = node_for(workload)
-    prices = api_prices()
-    reference: ApiPrice = prices[workload.reference_model or (workload.api_models or tuple(prices))[0]]
     prompt = sum(b.prompt_tokens + b.cached_prompt_tokens for b in backends.values())
     cached = sum(b.cached_prompt_tokens for b in backends.values())
     completion = sum(b.completion_tokens for b in backends.values())
-    alternative = (((prompt - cached) * reference.input_per_1m + cached * reference.cached_input_per_1m
-                    + completion * reference.output_per_1m) / total)
+    requests = sum(b.requests for b in backends.values())
+    if requests >= 1 and prompt + completion >= 1:
+        # Node capacity depends on the request shape: use the observed average request.
+        workload = replace(workload, prompt_tokens=max(0, round(prompt / requests)),
+                           completion_tokens=max(1, round(completion / requests)))
+    node = node_for(workload)
+    model = _alternative(workload, as_of)
+    price = model.prices.get(workload.api_deployment)
+    if price is None:
+        raise UserError("--api-model", f"{model.name} has no {workload.api_deployment} price in data/figures.yaml",
+                        "pick another model or --api-deployment")
+    alternative = (((prompt - cached) * price.input_per_1m + cached * price.cached_input_per_1m
+                    + completion * price.output_per_1m) / total)
     rows = []
     for backend in sorted(backends.values(), key=lambda b: b.name):
         row: dict[str, Any] = {"backend": backend.name, "tokens": round(backend.tokens), "share": backend.tokens / total,
@@ -121,7 +152,9 @@ def live_report(url: str, window: str, nodes_spec: str, workload: Workload, outp
             row.update(costUSD=backend.cost_usd, usdPer1M=backend.cost_usd / backend.tokens * 1e6 if backend.tokens else None)
         rows.append(row)
     report = {"window": window, "tokensPerDay": total * 86400 / seconds, "backends": rows,
-              "apiAlternative": {"model": reference.model, "usdPer1M": alternative},
+              "apiAlternative": {"model": model.name, "usdPer1M": alternative,
+                                 "retired": model.retires.isoformat() if model.retired_on(as_of) and model.retires
+                                 else None},
               "promptShare": prompt / total, "cachedPromptShare": cached / prompt if prompt else 0.0,
               "monthHours": HOURS_PER_MONTH}
     if output_format == "json":
@@ -134,6 +167,7 @@ def live_report(url: str, window: str, nodes_spec: str, workload: Workload, outp
         detail = (f"{row['nodes']} node(s), utilisation {row['utilisation']:.1%}" if row.get("utilisation") is not None
                   else f"{row.get('nodes', 0)} node(s) given" if "nodes" in row else f"${row['costUSD']:.4f} billed")
         lines.append(f"  {row['backend']:<22}{row['share']:>7.1%}{row['tokens']:>14,}{price:>10}  {detail}")
-    lines += ["", f"API alternative: {reference.model} at ${alternative:.2f} per 1M tokens for this mix. A self-hosted "
-              "path only pays when its $ per 1M is below that, and it falls as utilisation rises."]
+    retired = f" (retired on {model.retires}: compare with a deployable model)" if model.retired_on(as_of) else ""
+    lines += ["", f"API alternative: {model.name}{retired} at ${alternative:.2f} per 1M tokens for this mix. A "
+              "self-hosted path only pays when its $ per 1M is below that, and it falls as utilisation rises."]
     return "\n".join(lines)
