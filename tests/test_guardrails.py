@@ -84,6 +84,13 @@ GUARDRAILS: list[tuple[str, str, dict[str, Any], list[str]]] = [
     ("gfd-tolerates-the-spot-taint", "hybrid",
      {"kaito": {"gpuFeatureDiscovery": {"tolerations": [{"key": "sku", "operator": "Equal", "value": "gpu"}]}}},
      ["paths.batch: its GPU nodes carry the taint kubernetes.azure.com/scalesetpriority=spot:NoSchedule"]),
+    # issue 9, item 5: byo weights live on the OS disk
+    ("os-disk-holds-the-weights-in-nap-mode", "hybrid",
+     {"nodePools": {"nap": {"osDiskSizeGB": 128}}},
+     ["nodePools.nap.osDiskSizeGB is 128, but the llama-3.3-70b-instruct weights take 142 GB", "common_preset.go"]),
+    ("os-disk-holds-the-weights-in-aks-mode", "spot-batch-aks",
+     {"nodePools": {"aks": {"osDiskSizeGB": 128}}},
+     ["nodePools.aks.osDiskSizeGB is 128", "300 or more"]),
     # issue 9, item 3: no scale-from-zero where nothing would bring a node back
     ("keda-cannot-scale-byo-from-zero", "hybrid",
      {"batchAutoscaling": {"enabled": True, "minReplicas": 0}},

@@ -4,6 +4,7 @@ prices (charts/hybrid-llm/files/figures.yaml)."""
 
 from __future__ import annotations
 
+import math
 from functools import lru_cache
 from typing import Any
 
@@ -48,6 +49,16 @@ def gpus_per_node(instance_type: str) -> int:
                         "add it with its GPU count and source") from None
 
 
+GIB_IN_GB = 1.073741824
+
+
+def model_weights_gb() -> dict[str, float]:
+    """Preset name (lower case) -> size of its weights in GB, from `models:` (weightsGiBBF16)."""
+    models = load().get("models") or {}
+    return {name.lower(): float(model["weightsGiBBF16"]) * GIB_IN_GB for name, model in models.items()
+            if isinstance(model, dict) and isinstance(model.get("weightsGiBBF16"), (int, float))}
+
+
 def chart_figures() -> str:
     """The text of charts/hybrid-llm/files/figures.yaml for the current figures."""
     table = {
@@ -62,8 +73,10 @@ def chart_figures() -> str:
         sku: {kind: entry[kind]["perHourUSD"] for kind in ("onDemand", "spot") if kind in entry}
         for sku, entry in sorted(load().get("vmPrices", {}).items())
     }
-    return _GENERATED_HEADER + yaml.safe_dump({"skus": table, "azureOpenAIPrices": prices, "vmPrices": vm_prices},
-                                              sort_keys=True)
+    # Whole GB, rounded up: the chart compares them with OS disk sizes.
+    weights = {name: {"weightsGB": math.ceil(gb)} for name, gb in sorted(model_weights_gb().items())}
+    return _GENERATED_HEADER + yaml.safe_dump({"skus": table, "azureOpenAIPrices": prices, "vmPrices": vm_prices,
+                                               "models": weights}, sort_keys=True)
 
 
 def write_chart_figures() -> bool:

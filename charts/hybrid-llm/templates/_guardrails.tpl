@@ -93,6 +93,14 @@ The schema handles types, enums and ranges; these checks need more than one valu
 {{- end }}
 {{- end }}
 {{- end }}
+{{- /* byo: KAITO sees an unknown SKU, assumes no NVMe and keeps the weights in an emptyDir on the OS disk (kaito pkg/utils/common_preset.go, pkg/sku/helpers.go). */ -}}
+{{- $weights := get ((include "hybrid-llm.figures" . | fromYaml).models | default dict) (lower .Values.kaito.preset) }}
+{{- if and $weights (include "hybrid-llm.kaito.byo" .) }}
+{{- $disk := ternary .Values.nodePools.nap.osDiskSizeGB .Values.nodePools.aks.osDiskSizeGB (eq $mode "nap") }}
+{{- if lt (int $disk) (int $weights.weightsGB) }}
+{{- fail (printf "nodePools.%s.osDiskSizeGB is %d, but the %s weights take %d GB, and with nodeProvisioner=byo KAITO keeps them in an emptyDir on the node's OS disk (kaito pkg/utils/common_preset.go; byo nodes are SKU \"unknown\", so no NVMe): the download would fill the disk. Fix: set nodePools.%s.osDiskSizeGB to 300 or more (the OS and the vLLM image need room too)." $mode (int $disk) .Values.kaito.preset (int $weights.weightsGB) $mode) }}
+{{- end }}
+{{- end }}
 {{- if and $anySpot (not .Values.kaito.spotInstanceEnabled) }}
 {{- fail "a path runs on spot but kaito.spotInstanceEnabled is false: KAITO's NVIDIA device plugin would not tolerate the spot taint, so spot nodes would report no nvidia.com/gpu and the path would never start. Fix: install KAITO with --set spotInstance.enabled=true and set kaito.spotInstanceEnabled=true, or move the path to on-demand." }}
 {{- end }}

@@ -149,13 +149,11 @@ def _apply_waivers(documents: list[Document], findings: list[Finding]) -> list[F
 
 
 def model_weights_gb() -> dict[str, float]:
-    """Preset name -> weights in GB, from data/figures.yaml (models.<preset>.weightsGiBBF16)."""
+    """Preset -> weights in GB from data/figures.yaml; nothing when the file cannot be read."""
     try:
-        models = figures.load().get("models") or {}
+        return figures.model_weights_gb()
     except UserError:
         return {}
-    return {name.lower(): float(m["weightsGiBBF16"]) * 1.073741824 for name, m in models.items()
-            if isinstance(m, dict) and isinstance(m.get("weightsGiBBF16"), (int, float))}
 
 
 def validate(documents: list[Document], kubernetes: KubernetesSchemas, crds: CrdCatalog | None,
