@@ -299,3 +299,37 @@ def test_aks_anchors_declare_the_pools_nodepools_py_creates(render: Render) -> N
             expected.add("kubernetes.azure.com/scalesetpriority=spot:NoSchedule")
         assert taints == expected
         assert anchor["spec"]["template"]["spec"]["nodeSelector"] == command.node_labels()
+
+
+def test_aks_pools_start_at_their_minimum_with_room_for_the_weights() -> None:
+    """Issue 9, item 5: with byo KAITO the 131 GiB of weights go to an emptyDir on the OS disk, so the
+    pools get a 300 GB one; a pool starts at its minimum (0 for batch) because the chart's node
+    anchor asks for the node at `helm install`, so nothing idles or is scaled away before then."""
+    for command in pool_commands(load_profile("spot-batch-aks")):
+        args = command.args
+        assert int(args[args.index("--node-osdisk-size") + 1]) == 300
+        assert args[args.index("--node-count") + 1] == args[args.index("--min-count") + 1]
+        if command.path == "batch":
+            assert args[args.index("--min-count") + 1] == "0"
+
+
+def test_gateway_egress_reaches_entra_id_for_workload_identity(render: Render) -> None:
+    """Issue 9, item 7: the workload identity token exchange goes to Entra ID, not to the Azure
+    OpenAI endpoint, so narrowing azureOpenAICIDRs to a private endpoint must not cut it off."""
+    overrides = {"gateway": {"networkPolicy": {"azureOpenAICIDRs": ["10.20.0.0/24"]}}}
+    policy = render("hybrid", overrides).find("NetworkPolicy", "hybrid-llm-gateway")
+    https = [rule for rule in policy["spec"]["egress"] if rule.get("ports") == [{"protocol": "TCP", "port": 443}]]
+    assert [[peer["ipBlock"]["cidr"] for peer in rule["to"]] for rule in https] == [["10.20.0.0/24"], ["0.0.0.0/0"]]
+    with_key = render("hybrid", {**overrides, "azureOpenAI": {"auth": {"mode": "apiKey"}}}).find("NetworkPolicy", "hybrid-llm-gateway")
+    assert [r for r in with_key["spec"]["egress"] if r.get("ports") == [{"protocol": "TCP", "port": 443}]] == https[:1]
+
+
+def test_prometheus_is_admitted_to_what_it_scrapes(render: Render) -> None:
+    """Issue 9, item 7: with ServiceMonitors on, the Prometheus pods of monitoring.prometheus reach
+    the gateway's and each vLLM path's metrics port (the reachability tests judge the whole set)."""
+    rendering = render("hybrid", {"monitoring": {"serviceMonitor": True}})
+    peer = {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}},
+            "podSelector": {"matchLabels": {"app.kubernetes.io/name": "prometheus"}}}
+    for name in ("hybrid-llm-gateway", "hybrid-llm-customer-vllm", "hybrid-llm-batch-vllm"):
+        assert peer in rendering.find("NetworkPolicy", name)["spec"]["ingress"][0]["from"], name
+    assert peer not in render("hybrid").find("NetworkPolicy", "hybrid-llm-customer-vllm")["spec"]["ingress"][0]["from"]
