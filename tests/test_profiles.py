@@ -106,11 +106,18 @@ def test_serving_objects_are_kept_on_uninstall(render: Render, profile: str) -> 
     for rendered in kept:
         annotations = rendered.obj["metadata"].get("annotations", {})
         assert annotations.get("helm.sh/resource-policy") == "keep", f"{rendered.kind}/{rendered.name}"
-    # In the byo modes the apply-serving Job creates the InferenceSets: Helm never deletes them, and
-    # with keepOnUninstall nothing owns them either.
+    # In the byo modes the applier Job creates the InferenceSets: Helm never deletes them, and
+    # with keepOnUninstall nothing owns them either. Its node anchors are never kept: the serving
+    # ConfigMap owns them, so `helm uninstall` removes any a failed run left.
     for rendered in rendering.objects:
         if rendered.embedded_in and rendered.kind == "InferenceSet":
             assert "ownerReferences" not in rendered.obj["metadata"], rendered.name
+        if rendered.embedded_in and rendered.kind == "Deployment":
+            assert rendered.obj["metadata"]["ownerReferences"] == [{
+                "apiVersion": "v1", "kind": "ConfigMap", "name": "hybrid-llm-serving", "uid": "SERVING-CONFIGMAP-UID"}]
+    if any(o.embedded_in for o in rendering.objects):
+        args = rendering.find("Job", "hybrid-llm-serving-applier")["spec"]["template"]["spec"]["containers"][0]["args"]
+        assert "--owner-configmap=hybrid-llm-serving" in args and not any(a.startswith("--prune-selector") for a in args)
 
 
 def test_keep_policy_can_be_switched_off(render: Render) -> None:
@@ -123,6 +130,7 @@ def test_keep_policy_can_be_switched_off(render: Render) -> None:
     for iset in rendering.of_kind("InferenceSet"):
         assert iset["metadata"]["ownerReferences"] == [{
             "apiVersion": "v1", "kind": "ConfigMap", "name": "hybrid-llm-serving", "uid": "SERVING-CONFIGMAP-UID"}]
-    env = {e["name"]: e["value"] for e in rendering.find("Job", "hybrid-llm-serving-applier")["spec"]["template"]["spec"]["containers"][0]["env"]}
-    assert env["OWNER_CONFIGMAP"] == "hybrid-llm-serving" and env["OWNER_UID_PLACEHOLDER"] == "SERVING-CONFIGMAP-UID"
-    assert env["PRUNE_SELECTOR"] == "app.kubernetes.io/instance=hybrid-llm,app.kubernetes.io/part-of=hybrid-llm"
+    args = rendering.find("Job", "hybrid-llm-serving-applier")["spec"]["template"]["spec"]["containers"][0]["args"]
+    options = dict(arg.removeprefix("--").split("=", 1) for arg in args)
+    assert options["owner-configmap"] == "hybrid-llm-serving" and options["owner-uid-placeholder"] == "SERVING-CONFIGMAP-UID"
+    assert options["prune-selector"] == "app.kubernetes.io/instance=hybrid-llm,app.kubernetes.io/part-of=hybrid-llm"

@@ -1,6 +1,6 @@
 {{/*
 The serving objects of one path, as defines: rendered at the top level in kaito mode, and embedded
-in the ConfigMap the apply-serving Job reads in the byo node pool modes (nap, aks). Called with
+in the ConfigMap the applier Job reads in the byo node pool modes (nap, aks). Called with
 (dict "root" $ "name" "customer" "path" $path).
 */}}
 
@@ -92,7 +92,7 @@ EnsureNodesReady), and its webhook refuses the InferenceSet until such a node ca
 (api/v1beta1/workspace_validation.go validateCreateWithInference: "No nodes found matching the
 specified label selector"). With no Pending pod, neither Karpenter nor the cluster autoscaler adds
 a node, so nothing would ever start. This pause pod is Pending on exactly the path's node labels and
-taints, which makes the path's pool bring up one node. The apply-serving Job creates it only while
+taints, which makes the path's pool bring up one node. The applier Job creates it only while
 the path has no admissible node, and deletes it once a vLLM pod holds the node: left in place it
 would keep a node of its own after a scale-down.
 */}}
@@ -112,6 +112,12 @@ metadata:
     {{- /* The pool is an AKS agent pool that scripts/nodepools.py creates, outside the render: this tells validators its node labels and taints. */}}
     hybrid-llm.io/external-node-pool: {{ dict "name" .path.nodePool.aksPoolName "labels" (include "hybrid-llm.path.nodeLabels" . | fromYaml) "taints" (include "hybrid-llm.path.nodeTaints" . | fromYamlArray) "osDiskSizeGB" $.Values.nodePools.aks.osDiskSizeGB | toJson | quote }}
   {{- end }}
+  {{- /* Owned by the Helm-managed serving ConfigMap whatever serving.keepOnUninstall says (an anchor is never worth keeping), so `helm uninstall` removes one a failed Job left. The applier fills in the UID. */}}
+  ownerReferences:
+    - apiVersion: v1
+      kind: ConfigMap
+      name: {{ include "hybrid-llm.serving.manifestsName" $ }}
+      uid: {{ include "hybrid-llm.serving.ownerUidPlaceholder" $ }}
 spec:
   replicas: 1
   revisionHistoryLimit: 1
