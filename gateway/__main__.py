@@ -6,24 +6,10 @@ import argparse
 import logging
 import sys
 
-import uvicorn
-
 from . import config as gateway_config
 from . import logs
-from .app import Gateway, create_app
-
-
-class _DrainingServer(uvicorn.Server):
-    """On SIGTERM, report not-ready first; uvicorn then stops accepting and lets in-flight
-    requests and streams finish within the grace period."""
-
-    def __init__(self, config: uvicorn.Config, gateway: Gateway) -> None:
-        super().__init__(config)
-        self._gateway = gateway
-
-    def handle_exit(self, sig: int, frame: object) -> None:
-        self._gateway.draining = True
-        super().handle_exit(sig, frame)
+from .app import Gateway
+from .server import GatewayServer
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -39,11 +25,7 @@ def main(argv: list[str] | None = None) -> int:
     except gateway_config.ConfigError as exc:
         print(f"gateway: config error:\n{exc}", file=sys.stderr)
         return 2
-    server = _DrainingServer(
-        uvicorn.Config(create_app(gateway), host=args.host, port=args.port, access_log=False, log_config=None,
-                       loop="auto", http="auto", timeout_graceful_shutdown=gateway.config.server.shutdown_grace_seconds),
-        gateway,
-    )
+    server = GatewayServer(gateway, args.host, args.port)
     logging.getLogger("gateway").info("starting", extra={"fields": {
         "host": args.host, "port": args.port, "backends": sorted(gateway.backends)}})
     server.run()

@@ -1,7 +1,10 @@
-"""The FastAPI application: the OpenAI-compatible endpoints, health, readiness and metrics."""
+"""The FastAPI application: the OpenAI-compatible endpoints, health, readiness and metrics, and
+the gateway's background work (the stream watchdog, re-reading the keys file, draining)."""
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from contextlib import asynccontextmanager
 from typing import AsyncIterator
 
@@ -14,11 +17,13 @@ from starlette.responses import Response
 
 from .azure_auth import CredentialHeaders
 from .backends import UpstreamBackend
-from .config import GatewayConfig
+from .config import ConfigError, GatewayConfig
 from .errors import error_response
 from .keys import KeyStore
 from .metrics import GatewayMetrics
 from .proxy import Proxy
+
+log = logging.getLogger("gateway")
 
 
 class Gateway:
@@ -29,27 +34,61 @@ class Gateway:
         self.config = config
         self.backends = {name: UpstreamBackend(name, backend, credentials.get(name))
                          for name, backend in config.backends.items()}
-        keys = KeyStore.load(config.auth.keys_file, set(self.backends)) if config.auth.enabled else None
+        self.keys = KeyStore.load(config.auth.keys_file, set(self.backends)) if config.auth.enabled else None
         self.metrics = GatewayMetrics(self.backends.values())
-        self.proxy = Proxy(config, self.backends, keys, self.metrics)
+        self.proxy = Proxy(config, self.backends, self.keys, self.metrics)
         self.draining = False
         self.models_body = orjson.dumps({"object": "list", "data": [
             {"id": name, "object": "model", "created": 0, "owned_by": "hybrid-llm"} for name in config.models]})
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._tasks: list[asyncio.Task[None]] = []
 
     def ready(self) -> bool:
-        """Config is loaded (we exist) and some backend could take a request now."""
-        return not self.draining and any(b.circuit.would_allow() for b in self.backends.values())
+        """Ready to take requests: started and not draining. Upstream health is not part of it:
+        with every circuit open clients still get a JSON 503 with retry-after from a ready
+        replica, and backend health shows in metrics and alerts."""
+        return self.proxy.session is not None and not self.draining
 
     async def start(self) -> None:
+        self._loop = asyncio.get_running_loop()
         connector = aiohttp.TCPConnector(limit=0, ttl_dns_cache=30, enable_cleanup_closed=True)
-        self.proxy.session = aiohttp.ClientSession(connector=connector, auto_decompress=False,
+        # auto_decompress: an upstream that compresses although asked not to is still decoded.
+        self.proxy.session = aiohttp.ClientSession(connector=connector, auto_decompress=True,
                                                   skip_auto_headers=("User-Agent",))
+        self._tasks.append(asyncio.create_task(self.proxy.watchdog.run()))
+        if self.keys is not None:
+            self._tasks.append(asyncio.create_task(self._reload_keys(self.config.auth.reload_seconds)))
 
     async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
         if self.proxy.session is not None:
             await self.proxy.session.close()
         for backend in self.backends.values():
             await backend.close()
+
+    def begin_drain(self, grace_seconds: float) -> None:
+        """Turn not-ready now; end the streams still running when the grace is over, each with an
+        error event. Safe to call from a signal handler or another thread."""
+        self.draining = True
+        if self._loop is not None and not self._loop.is_closed():
+            self._loop.call_soon_threadsafe(self._loop.call_later, grace_seconds, self.proxy.cut_streams)
+
+    async def _reload_keys(self, every_seconds: float) -> None:
+        assert self.keys is not None
+        while True:
+            await asyncio.sleep(every_seconds)
+            try:
+                changed = await asyncio.to_thread(self.keys.refresh)
+            except ConfigError as exc:
+                self.metrics.keys_reloads["error"].inc()
+                log.error("keys file changed but is not valid; the keys loaded before stay in force",
+                          extra={"fields": {"error": str(exc)}})
+                continue
+            if changed:
+                self.metrics.keys_reloads["ok"].inc()
+                log.info("keys file reloaded")
 
 
 def create_app(gateway: Gateway) -> FastAPI:

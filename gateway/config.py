@@ -88,6 +88,9 @@ class Route(_Strict):
     fallbacks: list[str] = []
     # Wait up to this long for the primary (scaled to zero, evicted, full) before the fallbacks.
     queue_seconds: float = Field(0.0, ge=0, le=600, alias="queueSeconds")
+    # Traffic classes this route serves: a key limited to other classes may not reach it, by
+    # any rule. Unset: the classes whose routing.classRoutes entry names this route (none: any key).
+    classes: list[str] | None = None
 
 
 RuleName = Literal["backendHeader", "classHeader", "structuredOutput", "model"]
@@ -113,6 +116,8 @@ class PublicModel(_Strict):
 class Auth(_Strict):
     enabled: bool
     keys_file: str | None = Field(None, alias="keysFile")
+    # How often the keys file is checked for changes (a rotated or revoked key in the Secret).
+    reload_seconds: float = Field(10.0, gt=0, le=3600, alias="reloadSeconds")
 
     @model_validator(mode="after")
     def _keys_when_enabled(self) -> "Auth":
@@ -122,7 +127,15 @@ class Auth(_Strict):
 
 
 class Server(_Strict):
+    """Limits on what clients send and upstreams answer, and the shutdown grace."""
+
+    max_header_bytes: int = Field(64 * 1024, ge=4096, le=1024 * 1024, alias="maxHeaderBytes")
     max_body_bytes: int = Field(2 * 1024 * 1024, ge=1024, alias="maxBodyBytes")
+    # Time a client has to send a request's headers, and again its body.
+    upload_timeout_seconds: float = Field(30.0, gt=0, le=3600, alias="uploadTimeoutSeconds")
+    # Largest non-streaming answer, or single stream event, read from an upstream.
+    max_upstream_body_bytes: int = Field(16 * 1024 * 1024, ge=64 * 1024, alias="maxUpstreamBodyBytes")
+    max_request_id_length: int = Field(128, ge=16, le=1024, alias="maxRequestIdLength")
     shutdown_grace_seconds: float = Field(30.0, ge=0, alias="shutdownGraceSeconds")
 
 
@@ -133,6 +146,13 @@ class GatewayConfig(_Strict):
     routes: dict[str, Route]
     routing: Routing
     models: dict[str, PublicModel]
+
+    def route_classes(self, route: str) -> frozenset[str]:
+        """The traffic classes a route serves (empty: it serves none, and any key may use it)."""
+        explicit = self.routes[route].classes
+        if explicit is not None:
+            return frozenset(explicit)
+        return frozenset(c for c, r in self.routing.class_routes.items() if r == route)
 
     @model_validator(mode="after")
     def _references_resolve(self) -> "GatewayConfig":
@@ -150,6 +170,11 @@ class GatewayConfig(_Strict):
         for field, route in named.items():
             if route is not None and route not in self.routes:
                 problems.append(f"{field} names route {route!r}, which is not in routes")
+        for name, route in self.routes.items():
+            for traffic_class in route.classes or ():
+                if traffic_class not in self.routing.class_routes:
+                    problems.append(f"routes.{name}.classes names class {traffic_class!r}, "
+                                    "which is not in routing.classRoutes")
         if not self.models:
             problems.append("models is empty: clients need at least one public model name")
         if problems:

@@ -10,15 +10,22 @@ alerts depend on them.
   llm_gateway_added_latency_seconds                      the gateway's own time on a request
   llm_gateway_in_flight_requests{backend}                requests being served now
   llm_gateway_circuit_state{backend}                     0 closed, 1 open, 2 half-open
+  llm_gateway_rejected_requests_total{reason}            requests refused at a limit (header, body, upload, id)
+  llm_gateway_keys_reloads_total{result}                 keys file re-reads: ok, error
 """
 
 from __future__ import annotations
 
+import logging
 from typing import Any, Iterable
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics
 
 from .backends import UpstreamBackend
+from .usage import token_counts
+
+log = logging.getLogger("gateway")
+REJECTION_REASONS = ("header_too_large", "header_timeout", "body_too_large", "upload_timeout", "invalid_request_id")
 
 # The *_created series only add noise to dashboards.
 disable_created_metrics()
@@ -62,6 +69,11 @@ class GatewayMetrics:
                 self.ttft.labels(backend.name),
             )
         self._requests: dict[tuple[str, str, str], Any] = {}
+        rejected = Counter("llm_gateway_rejected_requests", "Requests refused at a limit, by reason.", ["reason"],
+                           registry=r)
+        self.rejected = {reason: rejected.labels(reason) for reason in REJECTION_REASONS}
+        reloads = Counter("llm_gateway_keys_reloads", "Re-reads of the keys file, by result.", ["result"], registry=r)
+        self.keys_reloads = {result: reloads.labels(result) for result in ("ok", "error")}
 
     def request(self, route: str, backend: str, status: str) -> None:
         key = (route, backend, status)
@@ -70,19 +82,20 @@ class GatewayMetrics:
             child = self._requests[key] = self.requests.labels(*key)
         child.inc()
 
-    def usage(self, backend: UpstreamBackend, usage: dict[str, Any] | None) -> tuple[int, int]:
-        if not usage:
+    def usage(self, backend: UpstreamBackend, usage: Any) -> tuple[int, int]:
+        """Count an answer's tokens and cost; (prompt, completion) tokens for the log."""
+        if usage is None:
             return 0, 0
-        prompt = int(usage.get("prompt_tokens") or 0)
-        completion = int(usage.get("completion_tokens") or 0)
-        details = usage.get("prompt_tokens_details") or {}
-        cached = int(details.get("cached_tokens") or 0) if isinstance(details, dict) else 0
+        counts = token_counts(usage)
+        if not counts.well_formed:
+            log.warning("malformed usage from upstream; counted what could be read",
+                        extra={"fields": {"backend": backend.name}})
         prompt_c, cached_c, completion_c, cost_c, _, _ = self._per_backend[backend.name]
-        prompt_c.inc(prompt - cached)
-        cached_c.inc(cached)
-        completion_c.inc(completion)
-        cost_c.inc(backend.cost(prompt - cached, cached, completion))
-        return prompt, completion
+        prompt_c.inc(counts.uncached_prompt)
+        cached_c.inc(counts.cached_prompt)
+        completion_c.inc(counts.completion)
+        cost_c.inc(backend.cost(counts.uncached_prompt, counts.cached_prompt, counts.completion))
+        return counts.uncached_prompt + counts.cached_prompt, counts.completion
 
     def duration_of(self, backend: str) -> Any:
         return self._per_backend[backend][4]

@@ -5,7 +5,8 @@
   structuredOutput  response_format.type == json_schema goes to the structured-output route
   model             the public model's own route (an alias such as `code`)
 and otherwise the default route. A route is a primary backend and ordered fallbacks; backends the
-key may not use are left out.
+key may not use are left out. Whichever rule picked it, the route must serve a traffic class the
+key may use (routes that serve no class are open to every key).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from typing import Any, Mapping
 
 from .backends import UpstreamBackend
 from .config import GatewayConfig
-from .keys import ApiKey
+from .keys import ANY, ApiKey
 
 
 @dataclass(frozen=True)
@@ -49,6 +50,7 @@ class Router:
         }
         self._pinned = {name: (backend,) for name, backend in backends.items()}
         self._queue = {name: route.queue_seconds for name, route in config.routes.items()}
+        self._route_classes = {name: config.route_classes(name) for name in config.routes}
 
     def decide(self, headers: Mapping[str, str], payload: dict[str, Any], model: str, key: ApiKey) -> Decision | Refusal:
         route = None
@@ -65,8 +67,8 @@ class Router:
                         return Refusal(400, f"unknown {self._class_header} {traffic_class!r}; known: {known}",
                                        "unknown_class")
                     if not key.may_use_class(traffic_class):
-                        return Refusal(403, f"this key may not send {self._class_header}: {traffic_class}",
-                                       "class_not_allowed")
+                        return Refusal(403, f"this key may not send {self._class_header}: {traffic_class}"
+                                       + self._class_hint(key), "class_not_allowed")
                     route = self._class_routes[traffic_class]
             elif rule == "structuredOutput":
                 response_format = payload.get("response_format")
@@ -78,12 +80,22 @@ class Router:
             if route is not None:
                 break
         route = route or self._default_route
+        classes = self._route_classes[route]
+        if classes and ANY not in key.classes and not classes & key.classes:
+            return Refusal(403, f"this key may not use route {route!r}, which serves traffic class "
+                           f"{', '.join(sorted(classes))}" + self._class_hint(key), "class_not_allowed")
         candidates = tuple(b for b in self._routes[route] if key.may_use_backend(b.name))
         if not candidates:
             return Refusal(403, f"this key may use none of the backends of route {route!r}", "backend_not_allowed")
         # Queueing only makes sense while the primary itself may still serve this key.
         queue = self._queue[route] if candidates[0] is self._routes[route][0] else 0.0
         return Decision(route, candidates, queue)
+
+    def _class_hint(self, key: ApiKey) -> str:
+        usable = sorted(c for c in key.classes if c in self._class_routes)
+        if not usable:
+            return "; the key may use no traffic class of this gateway"
+        return f"; the key may use {', '.join(usable)}: send {self._class_header}: {usable[0]}"
 
     def _pin(self, backend: str, key: ApiKey) -> Decision | Refusal:
         if not key.backend_override:

@@ -1,9 +1,11 @@
 """A small real OpenAI-compatible server for tests and benchmarks, on 127.0.0.1.
 
-It answers /v1/chat/completions and /v1/completions (and Azure's /openai/v1/... paths), streaming
-or not, and can be told to misbehave: fail with a 5xx, answer 429 with retry-after, stall before
-the first byte, or cut a stream midway. With `azure=True` it streams like Azure OpenAI: a first
-chunk with empty `choices` and prompt-filter results.
+It answers /v1/chat/completions and /v1/completions (and Azure's /openai/v1/... and
+/openai/deployments/... paths), streaming or not, always correctly: it is the well-behaved
+upstream the benchmark measures against. With `azure=True` it streams like Azure OpenAI: a first
+chunk with empty `choices` and prompt-filter results. Misbehaviour (faults) is injected by the
+test harness's subclass (tests/gateway_harness.py), so this hot loop stays as lean as a server
+the gateway would really sit in front of.
 
   python -m hybridllm.stub_upstream --port 18001          # from scripts/
 """
@@ -20,8 +22,6 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-MODES = ("ok", "error500", "error503", "rate_limit", "stall", "stall_body", "cut", "bad_request")
-
 
 @dataclass
 class SeenRequest:
@@ -34,14 +34,11 @@ class SeenRequest:
 @dataclass
 class StubUpstream:
     port: int = 0
-    mode: str = "ok"
-    # Misbehave for this many requests, then answer normally again (None: until told otherwise).
-    mode_count: int | None = None
+    # The backend this stub stands in for (the harness uses it to aim faults at one backend).
+    name: str = "stub"
     azure: bool = False
     words: tuple[str, ...] = ("Hello", " from", " the", " stub", ".")
     prompt_tokens: int = 11
-    stall_seconds: float = 5.0
-    retry_after_ms: int | None = 50
     token_delay: float = 0.0
     # Seconds before any answer (stands in for prefill time); streams wait before the first token.
     delay: float = 0.0
@@ -56,11 +53,12 @@ class StubUpstream:
     # ---- lifecycle ------------------------------------------------------------------------
 
     def app(self) -> web.Application:
-        app = web.Application()
+        app = web.Application(client_max_size=64 * 1024 * 1024)
         for prefix in ("/v1", "/openai/v1"):
             app.router.add_post(f"{prefix}/chat/completions", self._chat)
             app.router.add_post(f"{prefix}/completions", self._completions)
         app.router.add_post("/openai/deployments/{deployment}/chat/completions", self._chat)
+        app.router.add_post("/openai/deployments/{deployment}/completions", self._completions)
         return app
 
     def start(self) -> "StubUpstream":
@@ -78,7 +76,7 @@ class StubUpstream:
             ready.set()
             self._loop.run_forever()
 
-        self._thread = threading.Thread(target=serve, daemon=True, name=f"stub-upstream-{self.port}")
+        self._thread = threading.Thread(target=serve, daemon=True, name=f"stub-upstream-{self.name}")
         self._thread.start()
         if not ready.wait(10):
             raise RuntimeError("stub upstream did not start")
@@ -87,6 +85,7 @@ class StubUpstream:
     def stop(self) -> None:
         if self._loop is None or self._runner is None:
             return
+
         async def shutdown() -> None:
             assert self._runner is not None
             await self._runner.cleanup()
@@ -108,89 +107,77 @@ class StubUpstream:
     # ---- handlers -------------------------------------------------------------------------
 
     async def _chat(self, request: web.Request) -> web.StreamResponse:
-        return await self._answer(request, chat=True)
+        return await self.answer(request, chat=True)
 
     async def _completions(self, request: web.Request) -> web.StreamResponse:
-        return await self._answer(request, chat=False)
+        return await self.answer(request, chat=False)
 
-    async def _answer(self, request: web.Request, chat: bool) -> web.StreamResponse:
+    async def read(self, request: web.Request) -> dict[str, Any]:
         body = orjson.loads(await request.read())
         if self.record:
             self.seen.append(SeenRequest(request.path, {k.lower(): v for k, v in request.headers.items()}, body,
                                          dict(request.query)))
+        return body
+
+    async def answer(self, request: web.Request, chat: bool) -> web.StreamResponse:
+        body = await self.read(request)
         if self.delay:
             await asyncio.sleep(self.delay)
-        mode = self.mode
-        if self.mode_count is not None:
-            self.mode_count -= 1
-            if self.mode_count <= 0:
-                self.mode, self.mode_count = "ok", None
-        if mode == "stall":
-            await asyncio.sleep(self.stall_seconds)
-        if mode in ("error500", "error503"):
-            return web.json_response({"error": {"message": "stub failure", "type": "server_error"}},
-                                     status=int(mode[-3:]))
-        if mode == "rate_limit":
-            headers = {"retry-after-ms": str(self.retry_after_ms)} if self.retry_after_ms is not None else {}
-            return web.json_response({"error": {"message": "rate limited", "type": "rate_limit"}},
-                                     status=429, headers=headers)
-        if mode == "bad_request":
-            return web.json_response({"error": {"message": "stub says no", "type": "invalid_request_error"}},
-                                     status=400)
-        model = body.get("model", "")
-        created = int(time.time())
         if body.get("stream"):
-            return await self._stream(request, body, model, created, chat, mode)
-        text = "".join(self.words)
-        choice = ({"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}
-                  if chat else {"index": 0, "text": text, "finish_reason": "stop"})
-        return web.Response(body=orjson.dumps({
-            "id": "cmpl-stub", "object": "chat.completion" if chat else "text_completion", "created": created,
-            "model": model, "choices": [choice], "usage": self._usage()}), content_type="application/json")
+            response = web.StreamResponse(headers={"content-type": "text/event-stream"})
+            await response.prepare(request)
+            first_word = 1 if self.azure else 0
+            for index, event in enumerate(self.events(body, chat)):
+                await response.write(event)
+                if self.token_delay and first_word <= index < first_word + len(self.words):
+                    await asyncio.sleep(self.token_delay)
+            await response.write_eof()
+            return response
+        return web.Response(body=orjson.dumps(self.completion(body, chat)), content_type="application/json")
 
-    def _usage(self) -> dict[str, Any]:
+    # ---- what a correct upstream sends ----------------------------------------------------
+
+    def usage(self) -> dict[str, Any]:
         completion = len(self.words)
         return {"prompt_tokens": self.prompt_tokens, "completion_tokens": completion,
                 "total_tokens": self.prompt_tokens + completion,
                 "prompt_tokens_details": {"cached_tokens": 0}}
 
-    async def _stream(self, request: web.Request, body: dict[str, Any], model: str, created: int,
-                      chat: bool, mode: str) -> web.StreamResponse:
-        response = web.StreamResponse(headers={"content-type": "text/event-stream"})
-        await response.prepare(request)
-        if mode == "stall_body":
-            await asyncio.sleep(self.stall_seconds)
+    def completion(self, body: dict[str, Any], chat: bool, usage: Any = None) -> dict[str, Any]:
+        text = "".join(self.words)
+        choice = ({"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}
+                  if chat else {"index": 0, "text": text, "finish_reason": "stop"})
+        return {"id": "cmpl-stub", "object": "chat.completion" if chat else "text_completion",
+                "created": int(time.time()), "model": body.get("model", ""), "choices": [choice],
+                "usage": self.usage() if usage is None else usage}
+
+    def events(self, body: dict[str, Any], chat: bool, usage: Any = None,
+               done: bytes = b"data: [DONE]\n\n") -> list[bytes]:
+        """Every SSE event of a streamed answer: [Azure's filter chunk], one per word, the finish
+        chunk, the usage chunk when asked for, and [DONE]."""
         include_usage = (body.get("stream_options") or {}).get("include_usage") is True
         obj = "chat.completion.chunk" if chat else "text_completion"
+        model, created = body.get("model", ""), int(time.time())
 
         def chunk(choices: list[Any], **extra: Any) -> bytes:
             data = {"id": "cmpl-stub", "object": obj, "created": created, "model": model, "choices": choices, **extra}
             return b"data: " + orjson.dumps(data) + b"\n\n"
 
+        events = []
         if self.azure:
-            await response.write(b"data: " + orjson.dumps({"id": "", "object": "", "created": 0, "model": "",
-                                 "choices": [], "prompt_filter_results": [{"prompt_index": 0,
-                                 "content_filter_results": {}}]}) + b"\n\n")
-        for index, word in enumerate(self.words):
-            if mode == "cut" and index == 2:
-                # Crash after the first tokens have been delivered: drop the connection without [DONE].
-                await asyncio.sleep(0.2)
-                request.transport.close()  # type: ignore[union-attr]
-                return response
-            delta = {"content": word} if chat else None
-            choice = ({"index": 0, "delta": delta, "finish_reason": None} if chat
+            events.append(b"data: " + orjson.dumps({"id": "", "object": "", "created": 0, "model": "", "choices": [],
+                          "prompt_filter_results": [{"prompt_index": 0, "content_filter_results": {}}]}) + b"\n\n")
+        for word in self.words:
+            choice = ({"index": 0, "delta": {"content": word}, "finish_reason": None} if chat
                       else {"index": 0, "text": word, "finish_reason": None})
-            await response.write(chunk([choice], usage=None) if include_usage else chunk([choice]))
-            if self.token_delay:
-                await asyncio.sleep(self.token_delay)
+            events.append(chunk([choice], usage=None) if include_usage else chunk([choice]))
         final = ({"index": 0, "delta": {}, "finish_reason": "stop"} if chat
                  else {"index": 0, "text": "", "finish_reason": "stop"})
-        await response.write(chunk([final]))
+        events.append(chunk([final]))
         if include_usage:
-            await response.write(chunk([], usage=self._usage()))
-        await response.write(b"data: [DONE]\n\n")
-        await response.write_eof()
-        return response
+            events.append(chunk([], usage=self.usage() if usage is None else usage))
+        events.append(done)
+        return events
 
 
 def main() -> None:
