@@ -3,11 +3,13 @@ gateway accepts in every auth mode."""
 
 from __future__ import annotations
 
+import pytest
 import yaml
 
 from conftest import Render
 from gateway.config import GatewayConfig
 from hybridllm.crds import CrdCatalog
+from hybridllm.errors import UserError
 
 GATEWAY = "hybrid-llm-gateway"
 
@@ -158,3 +160,45 @@ def test_adapters_become_public_models(render: Render) -> None:
     config = config_of(render("hybrid", {"kaito": {"adapters": adapters}}))
     GatewayConfig.model_validate(config)
     assert config["models"]["support-tone"] == {"route": "customer", "vllmModel": "support-tone"}
+
+
+def test_limits_and_timeouts_reach_the_gateway_config(render: Render) -> None:
+    values = {"gateway": {"maxHeaderBytes": 32768, "uploadTimeoutSeconds": 10, "maxUpstreamBodyBytes": 8388608,
+                          "connectTimeoutSeconds": 1.5, "streamIdleTimeoutSeconds": 45, "requestTimeoutSeconds": 900,
+                          "auth": {"reloadSeconds": 5}}}
+    config = config_of(render("hybrid", values))
+    parsed = GatewayConfig.model_validate(config)
+    assert (parsed.server.max_header_bytes, parsed.server.upload_timeout_seconds,
+            parsed.server.max_upstream_body_bytes, parsed.auth.reload_seconds) == (32768, 10, 8388608, 5)
+    for name, backend in parsed.backends.items():
+        assert (backend.connect_timeout_seconds, backend.stream_idle_timeout_seconds,
+                backend.request_timeout_seconds) == (1.5, 45, 900), name
+    assert parsed.backends["vllm-customer"].first_byte_timeout_seconds == 30
+    assert parsed.backends["azure-gpt-4o-mini"].first_byte_timeout_seconds == 60
+
+
+def test_default_limits_are_the_gateway_defaults(render: Render) -> None:
+    """The chart states every limit explicitly; its defaults are the gateway's own."""
+    from gateway.config import Auth, Server
+
+    config = config_of(render("hybrid"))
+    assert GatewayConfig.model_validate(config).server == Server(**config["server"])
+    defaults = Server()
+    assert config["server"] == {"maxHeaderBytes": defaults.max_header_bytes, "maxBodyBytes": defaults.max_body_bytes,
+                                "uploadTimeoutSeconds": defaults.upload_timeout_seconds,
+                                "maxUpstreamBodyBytes": defaults.max_upstream_body_bytes,
+                                "shutdownGraceSeconds": defaults.shutdown_grace_seconds}
+    assert config["auth"]["reloadSeconds"] == Auth.model_fields["reload_seconds"].default
+
+
+@pytest.mark.parametrize("values,phrase", [
+    ({"maxHeaderBytes": 100}, "/gateway/maxHeaderBytes"),
+    ({"uploadTimeoutSeconds": 0}, "/gateway/uploadTimeoutSeconds"),
+    ({"maxUpstreamBodyBytes": "16Mi"}, "/gateway/maxUpstreamBodyBytes"),
+    ({"streamIdleTimeoutSeconds": -1}, "/gateway/streamIdleTimeoutSeconds"),
+    ({"auth": {"reloadSeconds": 0}}, "/gateway/auth/reloadSeconds"),
+])
+def test_schema_rejects_bad_limits(render: Render, values: dict, phrase: str) -> None:
+    with pytest.raises(UserError) as raised:
+        render("hybrid", {"gateway": values})
+    assert "values.schema.json rejects" in str(raised.value) and phrase in str(raised.value)

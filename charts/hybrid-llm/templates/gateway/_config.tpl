@@ -42,7 +42,10 @@ app.kubernetes.io/component: gateway
       "baseURL" (printf "http://%s.%s.svc.cluster.local/v1" (include "hybrid-llm.path.serviceName" $ctx) $.Release.Namespace)
       "model" (include "hybrid-llm.path.name" $ctx)
       "maxInFlight" (mul $perReplica (max 1 (int $path.replicas)))
-      "firstByteTimeoutSeconds" $g.vllmFirstByteTimeoutSeconds) }}
+      "firstByteTimeoutSeconds" $g.vllmFirstByteTimeoutSeconds
+      "connectTimeoutSeconds" $g.connectTimeoutSeconds
+      "streamIdleTimeoutSeconds" $g.streamIdleTimeoutSeconds
+      "requestTimeoutSeconds" $g.requestTimeoutSeconds) }}
 {{- end }}
 {{- end }}
 
@@ -62,7 +65,8 @@ app.kubernetes.io/component: gateway
 {{- end }}
 {{- $backend := dict "kind" "azure-openai" "endpoint" (trimSuffix "/" $aoai.endpoint) "deployment" $d.deployment
       "apiMode" $aoai.apiMode "apiVersion" $aoai.apiVersion "auth" $auth "pricing" $pricing
-      "firstByteTimeoutSeconds" $g.azureFirstByteTimeoutSeconds }}
+      "firstByteTimeoutSeconds" $g.azureFirstByteTimeoutSeconds "connectTimeoutSeconds" $g.connectTimeoutSeconds
+      "streamIdleTimeoutSeconds" $g.streamIdleTimeoutSeconds "requestTimeoutSeconds" $g.requestTimeoutSeconds }}
 {{- $backendName := include "hybrid-llm.gateway.azureBackend" $public }}
 {{- $_ := set $backends $backendName $backend }}
 {{- $_ := set $routes $backendName (dict "primary" $backendName) }}
@@ -114,8 +118,14 @@ app.kubernetes.io/component: gateway
       "classRoutes" $classRoutes "defaultRoute" $default }}
 {{- if $fallback }}{{ $_ := set $routing "structuredOutputRoute" "structured" }}{{ end }}
 {{- $auth := dict "enabled" $g.auth.enabled }}
-{{- if $g.auth.enabled }}{{ $_ := set $auth "keysFile" "/etc/hybrid-llm/keys/keys.yaml" }}{{ end }}
+{{- if $g.auth.enabled }}
+{{- $_ := set $auth "keysFile" "/etc/hybrid-llm/keys/keys.yaml" }}
+{{- $_ := set $auth "reloadSeconds" $g.auth.reloadSeconds }}
+{{- end }}
+{{- $server := dict "maxHeaderBytes" (int $g.maxHeaderBytes) "maxBodyBytes" (int $g.maxBodyBytes)
+      "uploadTimeoutSeconds" $g.uploadTimeoutSeconds "maxUpstreamBodyBytes" (int $g.maxUpstreamBodyBytes)
+      "shutdownGraceSeconds" (int $g.shutdownGraceSeconds) }}
 {{- toYaml (dict
-      "server" (dict "maxBodyBytes" (int $g.maxBodyBytes) "shutdownGraceSeconds" (int $g.shutdownGraceSeconds))
+      "server" $server
       "auth" $auth "backends" $backends "routes" $routes "routing" $routing "models" $models) }}
 {{- end -}}
