@@ -33,7 +33,7 @@ def test_scaled_object_targets_the_batch_inferenceset(render: Render, crd_catalo
 def test_gateway_queues_batch_requests_before_spilling(render: Render) -> None:
     config = yaml.safe_load(render("hybrid", SCALE).find("ConfigMap", "hybrid-llm-gateway")["data"]["gateway.yaml"])
     GatewayConfig.model_validate(config)
-    assert config["routes"]["batch"] == {"primary": "vllm-batch", "fallbacks": ["azure-gpt-4o-mini"], "queueSeconds": 120}
+    assert config["routes"]["batch"] == {"primary": "vllm-batch", "fallbacks": ["azure-gpt-5-4-mini"], "queueSeconds": 120}
     assert "queueSeconds" not in config["routes"]["customer"]
 
 

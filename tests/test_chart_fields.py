@@ -212,7 +212,7 @@ def test_gateway_backends_point_at_rendered_services(render: Render) -> None:
     config = gateway_config(rendering)
     GatewayConfig.model_validate(config)  # the gateway itself accepts what the chart renders
     backends = config["backends"]
-    assert set(backends) == {"vllm-customer", "vllm-batch", "azure-gpt-4o-mini"}
+    assert set(backends) == {"vllm-customer", "vllm-batch", "azure-gpt-5-4-mini"}
     services = {s["metadata"]["name"] for s in rendering.of_kind("Service")}
     for name in ("customer", "batch"):
         backend = backends[f"vllm-{name}"]
@@ -221,8 +221,8 @@ def test_gateway_backends_point_at_rendered_services(render: Render) -> None:
         assert backend["model"] == f"hybrid-llm-{name}"
     # overflow happens before vLLM queues: in-flight limit = max-num-seqs x replicas
     assert backends["vllm-customer"]["maxInFlight"] == 64 and backends["vllm-batch"]["maxInFlight"] == 256
-    assert config["routes"]["customer"] == {"primary": "vllm-customer", "fallbacks": ["azure-gpt-4o-mini"]}
-    assert config["routes"]["batch"] == {"primary": "vllm-batch", "fallbacks": ["azure-gpt-4o-mini"]}
+    assert config["routes"]["customer"] == {"primary": "vllm-customer", "fallbacks": ["azure-gpt-5-4-mini"]}
+    assert config["routes"]["batch"] == {"primary": "vllm-batch", "fallbacks": ["azure-gpt-5-4-mini"]}
     assert config["routing"]["structuredOutputRoute"] == "structured"
     assert config["models"]["code"] == {"route": "customer"}
 
@@ -230,8 +230,8 @@ def test_gateway_backends_point_at_rendered_services(render: Render) -> None:
 def test_gateway_prices_come_from_the_figures_file(render: Render) -> None:
     from hybridllm import figures
 
-    pricing = gateway_config(render("hybrid"))["backends"]["azure-gpt-4o-mini"]["pricing"]
-    source = figures.load()["azureOpenAI"]["gpt-4o-mini"]
+    pricing = gateway_config(render("hybrid"))["backends"]["azure-gpt-5-4-mini"]["pricing"]
+    source = figures.load()["azureOpenAI"]["gpt-5.4-mini"]
     assert pricing == {k: source[k] for k in ("inputPer1M", "cachedInputPer1M", "outputPer1M")}
 
 
@@ -244,7 +244,7 @@ def test_aoai_only_renders_no_gpu_objects(render: Render) -> None:
     config = gateway_config(rendering)
     GatewayConfig.model_validate(config)
     assert [b["kind"] for b in config["backends"].values()] == ["azure-openai"]
-    assert config["routes"]["customer"]["primary"] == "azure-gpt-4o-mini"
+    assert config["routes"]["customer"]["primary"] == "azure-gpt-5-4-mini"
 
 
 KEY_VAULT = {"modelAccess": {"source": "keyVault", "keyVault": {

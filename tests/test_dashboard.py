@@ -89,4 +89,4 @@ def test_cost_panels_use_the_figures_prices(render: Render) -> None:
     exprs = [t["expr"] for panel in dashboard(render)["panels"] for t in panel["targets"]]
     assert any("* 14.692 * 24" in e for e in exprs), "customer path on on-demand at the eastus list price"
     assert any("* 1.78 * 24" in e for e in exprs), "batch path on spot at the eastus estimate"
-    assert any("* 0.15 +" in e and "* 0.6)" in e for e in exprs), "gpt-4o-mini prices for the API comparison"
+    assert any("* 0.75 +" in e and "* 4.5)" in e for e in exprs), "gpt-5.4-mini prices for the API comparison"

@@ -60,7 +60,7 @@ def test_workload_identity_mode(render: Render) -> None:
     assert account["metadata"]["annotations"]["azure.workload.identity/client-id"] == "0b1c2d3e-4f50-6172-8394-a5b6c7d8e9f0"
     pod = rendering.find("Deployment", GATEWAY)["spec"]["template"]
     assert pod["metadata"]["labels"]["azure.workload.identity/use"] == "true"
-    auth = config_of(rendering)["backends"]["azure-gpt-4o-mini"]["auth"]
+    auth = config_of(rendering)["backends"]["azure-gpt-5-4-mini"]["auth"]
     assert auth == {"type": "entra", "clientId": "0b1c2d3e-4f50-6172-8394-a5b6c7d8e9f0"}
 
 
@@ -68,7 +68,7 @@ def test_api_key_mode_mounts_the_secret_as_a_file(render: Render) -> None:
     rendering = render("hybrid", {"azureOpenAI": {"auth": {"mode": "apiKey"}}})
     config = config_of(rendering)
     GatewayConfig.model_validate(config)
-    key_file = config["backends"]["azure-gpt-4o-mini"]["auth"]["apiKeyFile"]
+    key_file = config["backends"]["azure-gpt-5-4-mini"]["auth"]["apiKeyFile"]
     pod = rendering.find("Deployment", GATEWAY)["spec"]["template"]["spec"]
     mount = next(m for m in pod["containers"][0]["volumeMounts"] if m["name"] == "azure-openai-key")
     volume = next(v for v in pod["volumes"] if v["name"] == "azure-openai-key")
@@ -94,7 +94,7 @@ def test_auth_off_needs_no_keys_secret(render: Render) -> None:
 
 def test_batch_can_spill_to_the_customer_path(render: Render) -> None:
     config = config_of(render("hybrid", {"gateway": {"batchFallbacks": ["customer", "azureOpenAI"]}}))
-    assert config["routes"]["batch"] == {"primary": "vllm-batch", "fallbacks": ["vllm-customer", "azure-gpt-4o-mini"]}
+    assert config["routes"]["batch"] == {"primary": "vllm-batch", "fallbacks": ["vllm-customer", "azure-gpt-5-4-mini"]}
     assert config_of(render("hybrid", {"gateway": {"batchFallbacks": []}}))["routes"]["batch"] == {
         "primary": "vllm-batch", "fallbacks": []}
 
@@ -138,7 +138,7 @@ def test_incident_switch_sends_every_route_to_azure(render: Render) -> None:
     config = config_of(render("hybrid", {"gateway": {"forceAzureOpenAI": True, "batchQueueSeconds": 60}}))
     GatewayConfig.model_validate(config)
     for name in ("customer", "batch", "structured"):
-        assert config["routes"][name] == {"primary": "azure-gpt-4o-mini", **({"fallbacks": []} if name != "structured" else {})}
+        assert config["routes"][name] == {"primary": "azure-gpt-5-4-mini", **({"fallbacks": []} if name != "structured" else {})}
     assert config["models"]["code"] == {"route": "customer"}
     # The paths stay configured, so x-llm-backend can still reach them for checks.
     assert {"vllm-customer", "vllm-batch"} <= set(config["backends"])
@@ -174,7 +174,7 @@ def test_limits_and_timeouts_reach_the_gateway_config(render: Render) -> None:
         assert (backend.connect_timeout_seconds, backend.stream_idle_timeout_seconds,
                 backend.request_timeout_seconds) == (1.5, 45, 900), name
     assert parsed.backends["vllm-customer"].first_byte_timeout_seconds == 30
-    assert parsed.backends["azure-gpt-4o-mini"].first_byte_timeout_seconds == 60
+    assert parsed.backends["azure-gpt-5-4-mini"].first_byte_timeout_seconds == 60
 
 
 def test_default_limits_are_the_gateway_defaults(render: Render) -> None:

@@ -149,7 +149,7 @@ The schema handles types, enums and ranges; these checks need more than one valu
 {{- $aoai := .Values.azureOpenAI }}
 {{- if $aoai.enabled }}
 {{- if not $aoai.deployments }}
-{{- fail "azureOpenAI.enabled is true but azureOpenAI.deployments is empty: requests could not name an Azure OpenAI deployment. Fix: add one, for example azureOpenAI.deployments.gpt-4o-mini={deployment: gpt-4o-mini, priceModel: gpt-4o-mini}." }}
+{{- fail "azureOpenAI.enabled is true but azureOpenAI.deployments is empty: requests could not name an Azure OpenAI deployment. Fix: add one, for example azureOpenAI.deployments.gpt-5.4-mini={deployment: gpt-5.4-mini, priceModel: gpt-5.4-mini}." }}
 {{- end }}
 {{- if not (hasKey $aoai.deployments $aoai.fallbackModel) }}
 {{- fail (printf "azureOpenAI.fallbackModel %q is not a key of azureOpenAI.deployments (%s): self-hosted routes would fall back to nothing. Fix: name one of the deployments." $aoai.fallbackModel (keys $aoai.deployments | sortAlpha | join ", ")) }}
