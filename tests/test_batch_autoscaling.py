@@ -11,7 +11,8 @@ from conftest import Render
 from gateway.config import GatewayConfig
 from hybridllm.crds import CrdCatalog
 
-SCALE = {"batchAutoscaling": {"enabled": True}, "gateway": {"batchQueueSeconds": 120}}
+SCALE = {"batchAutoscaling": {"enabled": True}, "gateway": {"batchQueueSeconds": 120},
+         "monitoring": {"serviceMonitor": True}}
 
 
 def test_scaled_object_targets_the_batch_inferenceset(render: Render, crd_catalog: CrdCatalog) -> None:
@@ -51,6 +52,7 @@ def test_the_apply_serving_job_waits_for_kedas_floor(render: Render) -> None:
 def test_scale_from_zero_is_allowed_where_kaito_provisions_nodes(render: Render) -> None:
     """In kaito mode KAITO's own provisioner brings the node for each new replica, so no node
     has to exist before KEDA scales the InferenceSet up from zero."""
-    rendering = render("on-demand-kaito", {"batchAutoscaling": {"enabled": True, "minReplicas": 0}})
+    rendering = render("on-demand-kaito", {"batchAutoscaling": {"enabled": True, "minReplicas": 0},
+                                          "monitoring": {"serviceMonitor": True}})
     (scaled,) = rendering.of_kind("ScaledObject")
     assert scaled["spec"]["minReplicaCount"] == 0

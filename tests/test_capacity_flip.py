@@ -81,6 +81,10 @@ def test_flipping_batch_to_on_demand_in_aks_mode(render: Render) -> None:
     assert changes(render("spot-batch-aks"), render("spot-batch-aks", overrides)) == {
         "InferenceSet/hybrid-llm-batch:metadata.labels.hybrid-llm.io/capacity-type",
         "InferenceSet/hybrid-llm-batch:spec.labelSelector.matchLabels.kubernetes.azure.com/scalesetpriority",
+        # AKS marks spot nodes but not regular ones: the pools carry hybrid-llm.io/capacity-type, so
+        # after the flip the old spot pool's nodes no longer match the batch selector
+        "InferenceSet/hybrid-llm-batch:spec.labelSelector.matchLabels.hybrid-llm.io/capacity-type",
+        "Deployment/hybrid-llm-batch-node-anchor:spec.template.spec.nodeSelector.hybrid-llm.io/capacity-type",
         # the AKS pool the anchor declares (for validators) loses the spot label and taint
         "Deployment/hybrid-llm-batch-node-anchor:metadata.annotations.hybrid-llm.io/external-node-pool",
         "Deployment/hybrid-llm-batch-node-anchor:spec.template.spec.nodeSelector.kubernetes.azure.com/scalesetpriority",
@@ -95,5 +99,7 @@ def test_flipping_batch_to_on_demand_in_aks_mode(render: Render) -> None:
     before = {c.path: c.args for c in pool_commands(base)}
     after = {c.path: c.args for c in pool_commands(flipped)}
     assert after["customer"] == before["customer"]
-    assert before["batch"][: -6] == after["batch"]
     assert before["batch"][-6:] == ["--priority", "Spot", "--eviction-policy", "Delete", "--spot-max-price", "-1"]
+    changed = [(old, new) for old, new in zip(before["batch"][:-6], after["batch"]) if old != new]
+    assert changed == [("hybrid-llm.io/capacity-type=spot", "hybrid-llm.io/capacity-type=on-demand")]
+    assert len(after["batch"]) == len(before["batch"]) - 6

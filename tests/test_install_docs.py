@@ -58,3 +58,20 @@ def test_the_readme_no_longer_says_running_replicas_move() -> None:
     assert "**Running replicas do not move:**" in README
     runbook = (REPO_ROOT / "docs" / "runbooks" / "switch-spot-on-demand.md").read_text(encoding="utf-8")
     assert "kubectl -n llm delete workspace <one of them>" in runbook
+
+
+def test_the_readme_keys_commands_make_a_keys_file_the_gateway_loads(tmp_path) -> None:
+    """The two README lines that make the gateway keys Secret's keys.yaml, run as written."""
+    import subprocess
+    import sys
+
+    from gateway.keys import KeyStore
+
+    lines = [line for line in README.splitlines()
+             if line.startswith(".venv/bin/python -m gateway.keys new") or line.startswith('{ echo "keys:"')]
+    assert len(lines) == 2
+    script = "\n".join(lines).replace(".venv/bin/python", sys.executable)
+    subprocess.run(["bash", "-euo", "pipefail", "-c", script], cwd=tmp_path, check=True, capture_output=True,
+                   env={"PYTHONPATH": str(REPO_ROOT), "PATH": "/usr/bin:/bin"})
+    store = KeyStore.load(tmp_path / "keys.yaml", {"vllm-customer", "vllm-batch"})
+    assert store is not None and "team-a" in (tmp_path / "keys.yaml").read_text()

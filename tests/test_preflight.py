@@ -220,7 +220,7 @@ def test_aks_mode_without_pools_warns_with_the_nodepool_commands(cluster: Any, c
 def test_aks_mode_on_labelled_nodes_passes(cluster: Any, capsys: pytest.CaptureFixture[str]) -> None:
     code, out, _ = run_scenario(cluster, capsys, "healthy", "values/spot-batch-aks.yaml")
     assert code == 0, out
-    assert "ok    GPU nodes of hybrid-llm-batch (hybrid-llm.io/path=batch,kubernetes.azure.com/scalesetpriority=spot," in out
+    assert "ok    GPU nodes of hybrid-llm-batch (hybrid-llm.io/capacity-type=spot,hybrid-llm.io/path=batch,kubernetes.azure.com/scalesetpriority=spot," in out
 
 
 def test_profile_without_paths_skips_kaito(cluster: Any, capsys: pytest.CaptureFixture[str]) -> None:

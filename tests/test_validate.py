@@ -283,3 +283,33 @@ def test_random_documents_never_crash_the_validator(docs: list) -> None:
 def test_random_text_never_crashes_the_loader(text: str) -> None:
     documents, findings = parse_text(text, "fuzz.yaml")
     assert all(f.rule in ("yaml-syntax", "empty-file") for f in findings)
+
+
+def test_boolean_words_under_vllm_are_booleans_too(schemas: KubernetesSchemas) -> None:
+    """KAITO's str() passes "true" on exactly like True: a stray word after a valueless flag."""
+    docs = [d for d in yaml.safe_load_all((FIXTURES / "bad" / "vllm-boolean-flag.yaml").read_text()) if d]
+    config = next(d for d in docs if d["metadata"]["name"] == "cust-config")
+    config["data"]["inference_config.yaml"] = config["data"]["inference_config.yaml"].replace(
+        "enable-prefix-caching: true", "enforce-eager: \"True\"")
+    findings = [f for f in validate_docs(docs, schemas, None).active if f.rule == "converge-vllm-boolean"]
+    assert [f.message for f in findings] == ["vllm.enforce-eager is 'True', a boolean written as a string: "
+                                             "KAITO would pass `--enforce-eager True`"]
+
+
+def test_name_limit_follows_the_declared_kaito_provisioner(schemas: KubernetesSchemas) -> None:
+    """With KAITO's own Karpenter provisioner the namespace eats into the name (its nodes' VM names),
+    as the chart's guardrail says; names must start with a letter (a Service is named after them)."""
+    from hybridllm.profiles import load_profile
+    from hybridllm.rendering import render_profile
+
+    def findings(overrides: dict) -> list[str]:
+        objects = render_profile(load_profile("on-demand-kaito"), overrides).objects
+        documents = [Document(Source("render.yaml", i + 1), copy.deepcopy(o.obj), o.embedded_in) for i, o in enumerate(objects)]
+        for document in documents:  # longer than the chart allows in namespace llm (43), within 46
+            if document.kind == "InferenceSet":
+                document.obj["metadata"]["name"] = "a" * 44
+        return [f.message for f in validate(documents, schemas, None).active if f.rule == "converge-kaito-name-length"]
+
+    assert findings({}) == [f"InferenceSet name '{'a' * 44}' has 44 characters; at most 43 fit KAITO's derived names "
+                            "and, in namespace llm, its Karpenter nodes' VM names"]  # the two are now one object
+    assert findings({"kaito": {"nodeProvisioner": "azure-gpu-provisioner"}}) == []

@@ -59,6 +59,14 @@ def model_weights_gb() -> dict[str, float]:
             if isinstance(model, dict) and isinstance(model.get("weightsGiBBF16"), (int, float))}
 
 
+def min_os_disk_gb() -> dict[str, int]:
+    """Preset -> the smallest OS disk in GB that holds its weights in byo mode: weights plus the
+    system (`nodeDisk.systemGB`), with the kubelet's eviction headroom left free."""
+    disk = load().get("nodeDisk") or {}
+    system, free_share = float(disk.get("systemGB", 0)), float(disk.get("kubeletEvictionFreeShare", 0))
+    return {name: math.ceil((gb + system) / (1 - free_share)) for name, gb in model_weights_gb().items()}
+
+
 def chart_figures() -> str:
     """The text of charts/hybrid-llm/files/figures.yaml for the current figures."""
     table = {
@@ -74,7 +82,9 @@ def chart_figures() -> str:
         for sku, entry in sorted(load().get("vmPrices", {}).items())
     }
     # Whole GB, rounded up: the chart compares them with OS disk sizes.
-    weights = {name: {"weightsGB": math.ceil(gb)} for name, gb in sorted(model_weights_gb().items())}
+    floors = min_os_disk_gb()
+    weights = {name: {"weightsGB": math.ceil(gb), "minOsDiskGB": floors[name]}
+               for name, gb in sorted(model_weights_gb().items())}
     return _GENERATED_HEADER + yaml.safe_dump({"skus": table, "azureOpenAIPrices": prices, "vmPrices": vm_prices,
                                                "models": weights}, sort_keys=True)
 

@@ -14,6 +14,8 @@ from .rendering import effective_values, render_profile
 # Labels AKS itself puts on every node of a pool (Microsoft Learn, use-labels).
 AKS_INSTANCE_TYPE_LABEL = "node.kubernetes.io/instance-type"
 AKS_SPOT_LABEL = "kubernetes.azure.com/scalesetpriority"
+# Set by the pool commands (the chart's hybrid-llm.nodePool.capacityLabelKey).
+CAPACITY_LABEL = "hybrid-llm.io/capacity-type"
 
 
 @dataclass(frozen=True)
@@ -54,7 +56,10 @@ def pool_commands(profile: Profile) -> list[PoolCommand]:
         if not path.get("enabled", True):
             continue
         node_pool = path["nodePool"]
-        labels = {pools["pathLabelKey"]: name}
+        # AKS labels spot nodes kubernetes.azure.com/scalesetpriority=spot but writes nothing on regular
+        # ones, so the pools carry their capacity type themselves: the InferenceSet requires it, and
+        # after a flip an on-demand path cannot land on the old spot pool.
+        labels = {pools["pathLabelKey"]: name, CAPACITY_LABEL: path["capacityType"]}
         aks_labels = {AKS_INSTANCE_TYPE_LABEL: path["instanceType"]}
         # Start at the pool's minimum: the chart's node anchor makes the autoscaler add the node the
         # path needs when `helm install` runs, so nothing idles (or is scaled away) before then.
@@ -72,7 +77,8 @@ def pool_commands(profile: Profile) -> list[PoolCommand]:
             "--gpu-driver", aks["gpuDriver"],
             # KAITO's vLLM pods tolerate sku=gpu:NoSchedule; everything else stays off the GPUs.
             "--node-taints", "sku=gpu:NoSchedule",
-            "--labels", " ".join(f"{k}={v}" for k, v in labels.items()),
+            # az takes the labels as separate key=value words (a single quoted word would be one label).
+            "--labels", *(f"{k}={v}" for k, v in labels.items()),
             "--enable-cluster-autoscaler",
             "--min-count", str(node_pool["minNodes"]),
             "--max-count", str(node_pool["maxNodes"]),

@@ -21,7 +21,7 @@ The schema handles types, enums and ranges; these checks need more than one valu
 {{- if eq $path.capacityType "spot" }}
 {{- $anySpot = true -}}
 {{- if eq $mode "kaito" }}
-{{- fail (printf "%s.capacityType is spot, but nodePools.mode is kaito: KAITO's own provisioner only creates on-demand nodes. Fix: set nodePools.mode=nap (Karpenter spot NodePool) or nodePools.mode=aks (AKS spot pool), or set %s.capacityType=on-demand." $at $at) }}
+{{- fail (printf "%s.capacityType is spot, but nodePools.mode is kaito: KAITO's own provisioning takes no capacity type from us (its Karpenter NodePool has no capacity-type requirement, kaito pkg/nodeprovision/karpenter/nodepool.go generateNodePool; gpu-provisioner creates regular-priority pools), so the chart pins kaito-mode paths to on-demand through the label selector and cannot ask for spot there, nor would spot nodes get the spot toleration KAITO's device plugin needs. Fix: set nodePools.mode=nap (Karpenter spot NodePool) or nodePools.mode=aks (AKS spot pool), or set %s.capacityType=on-demand." $at $at) }}
 {{- end }}
 {{- if and (eq $name "customer") (not $path.acknowledgeSpotEviction) }}
 {{- fail (printf "%s.capacityType is spot: a spot eviction takes a customer replica away with 30 s notice and a 70B replacement needs minutes to load. Fix: keep paths.customer.capacityType=on-demand, or override with paths.customer.acknowledgeSpotEviction=true." $at) }}
@@ -65,6 +65,9 @@ The schema handles types, enums and ranges; these checks need more than one valu
 {{- if has $flag $removedFlags }}
 {{- fail (printf "%s.vllm.extraArgs.%s: current vLLM (0.18 and later, shipped by KAITO 0.11+) no longer has --%s and would refuse to start or ignore it. Fix: remove it from %s.vllm.extraArgs." $at $flag $flag $at) }}
 {{- end }}
+{{- if and (kindIs "string" $value) (regexMatch "(?i)^(true|false|yes|no|on|off)$" $value) }}
+{{- fail (printf "%s.vllm.extraArgs.%s is %q, a boolean written as a string: KAITO appends every inference_config entry as `--%s %s` (kaito presets/workspace/inference/vllm/inference_api.py KAITOArgumentParser.parse_args), and vLLM's boolean flags take no value, so the stray word lands in vLLM's optional positional model_tag or stops vLLM with \"unrecognized arguments\". KAITO cannot pass a valueless flag at all. Fix: remove the entry." $at $flag $value $flag $value) }}
+{{- end }}
 {{- if kindIs "bool" $value }}
 {{- fail (printf "%s.vllm.extraArgs.%s is a boolean: KAITO appends every inference_config entry as `--%s %s` (kaito presets/workspace/inference/vllm/inference_api.py KAITOArgumentParser.parse_args), but vLLM's boolean flags take no value, so the stray %s lands in vLLM's optional positional model_tag, and a second one stops vLLM with \"unrecognized arguments\" (CrashLoopBackOff). KAITO cannot pass a valueless flag at all. Fix: remove the entry; use a flag that takes a value instead." $at $flag $flag (ternary "True" "False" $value) (ternary "True" "False" $value)) }}
 {{- end }}
@@ -97,8 +100,8 @@ The schema handles types, enums and ranges; these checks need more than one valu
 {{- $weights := get ((include "hybrid-llm.figures" . | fromYaml).models | default dict) (lower .Values.kaito.preset) }}
 {{- if and $weights (include "hybrid-llm.kaito.byo" .) }}
 {{- $disk := ternary .Values.nodePools.nap.osDiskSizeGB .Values.nodePools.aks.osDiskSizeGB (eq $mode "nap") }}
-{{- if lt (int $disk) (int $weights.weightsGB) }}
-{{- fail (printf "nodePools.%s.osDiskSizeGB is %d, but the %s weights take %d GB, and with nodeProvisioner=byo KAITO keeps them in an emptyDir on the node's OS disk (kaito pkg/utils/common_preset.go; byo nodes are SKU \"unknown\", so no NVMe): the download would fill the disk. Fix: set nodePools.%s.osDiskSizeGB to 300 or more (the OS and the vLLM image need room too)." $mode (int $disk) .Values.kaito.preset (int $weights.weightsGB) $mode) }}
+{{- if lt (int $disk) (int $weights.minOsDiskGB) }}
+{{- fail (printf "nodePools.%s.osDiskSizeGB is %d, but with nodeProvisioner=byo KAITO keeps the %d GB of %s weights in an emptyDir on the node's OS disk (kaito pkg/utils/common_preset.go; byo nodes are SKU \"unknown\", so no NVMe), and with the system and the kubelet's eviction headroom that needs at least %d GB (data/figures.yaml nodeDisk). Fix: set nodePools.%s.osDiskSizeGB to %d or more; the default, 300, leaves room for the image cache." $mode (int $disk) (int $weights.weightsGB) .Values.kaito.preset (int $weights.minOsDiskGB) $mode (int $weights.minOsDiskGB)) }}
 {{- end }}
 {{- end }}
 {{- if and $anySpot (not .Values.kaito.spotInstanceEnabled) }}
@@ -126,6 +129,9 @@ The schema handles types, enums and ranges; these checks need more than one valu
 {{- end }}
 {{- if gt (int $scale.maxReplicas) (int .Values.paths.batch.nodePool.maxNodes) }}
 {{- fail (printf "batchAutoscaling.maxReplicas (%d) is above paths.batch.nodePool.maxNodes (%d): the extra replicas would wait for nodes that never come. Fix: raise paths.batch.nodePool.maxNodes or lower maxReplicas." (int $scale.maxReplicas) (int .Values.paths.batch.nodePool.maxNodes)) }}
+{{- end }}
+{{- if and (not .Values.monitoring.serviceMonitor) (not $scale.gatewayScrapedOtherwise) }}
+{{- fail "batchAutoscaling.enabled is true but monitoring.serviceMonitor is false: KEDA's query reads llm_gateway_requests_total{namespace=...,route=\"batch\"} from Prometheus, which has it only if it scrapes the gateway (the namespace label comes from the ServiceMonitor scrape); with no data the batch path stays at minReplicas whatever the demand. Fix: set monitoring.serviceMonitor=true (and monitoring.labels to what your Prometheus selects), or set batchAutoscaling.gatewayScrapedOtherwise=true if another scrape config collects the gateway's metrics with a namespace label." }}
 {{- end }}
 {{- if not .Values.gateway.enabled }}
 {{- fail "batchAutoscaling scales on the gateway's batch demand (llm_gateway_requests_total{route=\"batch\"}), but gateway.enabled is false. Fix: enable the gateway, or scale the batch path some other way." }}

@@ -108,20 +108,28 @@ inferenceset.kaito.sh/created-by: {{ include "hybrid-llm.path.name" . }}
 
 {{/*
 Node labels the path's pods require (KAITO turns labelSelector.matchLabels into required node
-affinity). The path label keeps each path on its own pool. In the byo modes the capacity type
-and the SKU are required too, so a customer pod can never land on a spot node even if someone
-labels one by mistake. KAITO's own provisioner (mode kaito) stamps these labels onto the nodes
-it creates, so there only the path label is used: it may not stamp well-known labels.
+affinity, kaito pkg/workspace/inference/preset_inferences.go). The path label keeps each path on
+its own pool; the capacity type and the SKU are required too, so a customer pod can never land on
+a spot node: KAITO's pods tolerate the spot taint on Azure, so only the selector keeps them off.
+nap: Karpenter sets karpenter.sh/capacity-type truthfully. aks: AKS writes
+kubernetes.azure.com/scalesetpriority=spot on spot nodes but nothing on regular ones, so
+scripts/nodepools.py labels every pool with hybrid-llm.io/capacity-type and the selector requires
+it; otherwise an on-demand path would still match a spot pool's nodes after a flip. kaito mode with
+KAITO's Karpenter: KAITO copies the labels into its per-Workspace NodePool's template, which
+Karpenter turns into requirements (kaito pkg/nodeprovision/karpenter/nodepool.go generateNodePool);
+without the capacity type Azure picks the cheapest offering, spot included.
 */}}
 {{- define "hybrid-llm.path.nodeLabels" -}}
 {{- $mode := .root.Values.nodePools.mode -}}
 {{ .root.Values.nodePools.pathLabelKey }}: {{ .name }}
 {{- if or (eq $mode "nap") (and (eq $mode "kaito") (eq .root.Values.kaito.nodeProvisioner "karpenter")) }}
-{{- /* kaito mode: KAITO copies these labels into its per-Workspace NodePool's template, which Karpenter turns into requirements; without it Azure picks the cheapest offering, spot included (kaito pkg/nodeprovision/karpenter/nodepool.go generateNodePool). */}}
 karpenter.sh/capacity-type: {{ .path.capacityType }}
 {{- end }}
-{{- if and (eq $mode "aks") (eq .path.capacityType "spot") }}
+{{- if eq $mode "aks" }}
+{{ include "hybrid-llm.nodePool.capacityLabelKey" .root }}: {{ .path.capacityType }}
+{{- if eq .path.capacityType "spot" }}
 kubernetes.azure.com/scalesetpriority: spot
+{{- end }}
 {{- end }}
 {{- if ne $mode "kaito" }}
 node.kubernetes.io/instance-type: {{ .path.instanceType }}
@@ -355,3 +363,6 @@ k8s-app=kube-dns), and link-local addresses for a node-local DNS cache. Port 53 
     - protocol: TCP
       port: 53
 {{- end -}}
+
+{{/* The label scripts/nodepools.py puts on every aks-mode pool: AKS marks spot nodes but not regular ones. */}}
+{{- define "hybrid-llm.nodePool.capacityLabelKey" -}}hybrid-llm.io/capacity-type{{- end -}}

@@ -35,9 +35,9 @@ RULES = {rule.id: rule for rule in [
          "dependsOn, with retries)"),
     Rule("converge-gfd-tolerations",
          "KAITO reads the GPU model, count and memory from the nvidia.com/gpu.* node labels GPU feature discovery "
-         "and its NFD worker write (pkg/sku/helpers.go GetGPUConfigFromNodeLabels); KAITO's bundled chart "
-         "tolerates neither sku=gpu nor the spot taint (.github/workflows/mig-e2e-test.yaml notes it), so on a "
-         "tainted pool the labels never come",
+         "and its NFD worker write (pkg/sku/helpers.go GetGPUConfigFromNodeLabels); the gpu-feature-discovery "
+         "0.17.4 subchart KAITO bundles (charts/kaito/workspace/charts/, its values.yaml) tolerates neither "
+         "sku=gpu nor the spot taint by default, so on a tainted pool the labels never come",
          "install KAITO with gpu-feature-discovery.tolerations and gpu-feature-discovery.nfd.worker.tolerations "
          "that cover the pool's taints, and declare them in the chart's kaito.gpuFeatureDiscovery.tolerations"),
     Rule("converge-pod-tolerations",
@@ -46,10 +46,10 @@ RULES = {rule.id: rule for rule in [
          "(pkg/workspace/inference/preset_inferences.go defaultTolerations)",
          "add the missing tolerations to the pod, or drop the taint from the pool"),
     Rule("converge-byo-scale-from-zero",
-         "at zero replicas a byo path has no node, KAITO's webhook refuses every child Workspace until one exists "
-         "(pkg/utils/inferenceset/inferenceset.go ValidateWorkspaceForInferenceSet) and KAITO never creates a "
-         "Pending pod that would bring one (byo_provisioner.go), so an autoscaler that scales the InferenceSet up "
-         "from zero starts nothing",
+         "at zero replicas a byo path has no node, KAITO's Workspace webhook refuses every new child Workspace "
+         "until one exists (api/v1beta1/workspace_validation.go Validate -> validateCreateWithInference) and "
+         "KAITO never creates a Pending pod that would bring one (byo_provisioner.go), so an autoscaler that "
+         "scales the InferenceSet up from zero starts nothing",
          "keep the autoscaler's minimum at 1 or more (KEDA's minReplicaCount defaults to 0); park a path by "
          "setting its replicas to 0 instead"),
     Rule("converge-weights-disk",
@@ -83,6 +83,8 @@ KAITO_POD_TOLERATIONS = [
 ]
 # The generated Workspace name adds "-" and 5 characters; a controller-revision-hash label value
 # adds "-" and up to 10 to the StatefulSet (= Workspace) name: 63 - 11 - 6.
+# A string KAITO's str() passes on as a stray word after a valueless vLLM flag, like True itself.
+_BOOLEAN_WORDS = {"true", "false", "yes", "no", "on", "off"}
 MAX_INFERENCESET_NAME = 46
 MAX_WORKSPACE_NAME = 52
 
@@ -132,22 +134,28 @@ def _external_pools(templates: list[PodTemplate]) -> list[Pool]:
     return pools
 
 
-def _declared_gfd_tolerations(documents: list[Document]) -> dict[str, list[dict[str, Any]]] | None:
-    """GFD's and the NFD worker's tolerations as the render declares KAITO's install, or None when
-    the render declares no KAITO install."""
+def _declared_install(documents: list[Document]) -> dict[str, Any] | None:
+    """The KAITO chart values the render declares (ConfigMap labelled app.kubernetes.io/component=
+    kaito-install, key values.yaml), or None when the render declares no KAITO install."""
     for document in documents:
         if document.kind != "ConfigMap" or document.labels.get("app.kubernetes.io/component") != DECLARED_INSTALL_COMPONENT:
             continue
         try:
-            values = yaml.safe_load(str(as_dict(document.obj.get("data")).get("values.yaml", ""))) or {}
+            return as_dict(yaml.safe_load(str(as_dict(document.obj.get("data")).get("values.yaml", ""))))
         except yaml.YAMLError:
-            values = {}
-        gfd = as_dict(as_dict(values).get("gpu-feature-discovery"))
-        return {
-            "gpu-feature-discovery.tolerations": as_list(gfd.get("tolerations")),
-            "gpu-feature-discovery.nfd.worker.tolerations": as_list(dig(gfd, "nfd", "worker", "tolerations")),
-        }
+            return {}
     return None
+
+
+def _declared_gfd_tolerations(declared: dict[str, Any] | None) -> dict[str, list[dict[str, Any]]] | None:
+    """GFD's and the NFD worker's tolerations as the declared KAITO install sets them."""
+    if declared is None:
+        return None
+    gfd = as_dict(declared.get("gpu-feature-discovery"))
+    return {
+        "gpu-feature-discovery.tolerations": as_list(gfd.get("tolerations")),
+        "gpu-feature-discovery.nfd.worker.tolerations": as_list(dig(gfd, "nfd", "worker", "tolerations")),
+    }
 
 
 def _finding(document: Document, rule: str, message: str, path: str) -> Finding:
@@ -234,21 +242,34 @@ def _inference_config_findings(documents: list[Document]) -> Iterator[Finding]:
         except yaml.YAMLError:
             continue  # not this rule's business: KAITO's webhook reports unreadable configs
         for flag, value in as_dict(as_dict(config).get("vllm")).items():
-            if isinstance(value, bool) or value is None or isinstance(value, (dict, list)):
-                shown = "a boolean" if isinstance(value, bool) else "null" if value is None else "a YAML map or list"
+            spelled_boolean = isinstance(value, str) and value.strip().lower() in _BOOLEAN_WORDS
+            if isinstance(value, bool) or spelled_boolean or value is None or isinstance(value, (dict, list)):
+                shown = ("a boolean" if isinstance(value, bool) else f"{value!r}, a boolean written as a string"
+                         if spelled_boolean else "null" if value is None else "a YAML map or list")
                 yield _finding(document, "converge-vllm-boolean",
                                f"vllm.{flag} is {shown}: KAITO would pass `--{flag} {value!s}`",
                                f"data.inference_config.yaml.vllm.{flag}")
 
 
-def _name_findings(workloads: list[KaitoWorkload]) -> Iterator[Finding]:
+def _name_findings(workloads: list[KaitoWorkload], declared: dict[str, Any] | None) -> Iterator[Finding]:
+    # With KAITO's own Karpenter provisioner the node's VM is aks-<namespace>-<workspace>-<5> and its
+    # hostname label must fit too (kaito pkg/nodeprovision/karpenter/nodepool.go NodePoolName;
+    # karpenter-provider-azure pkg/providers/instance/vminstance.go GenerateResourceName).
+    karpenter = (declared or {}).get("nodeProvisioner") == "karpenter"
     for workload in workloads:
         document = workload.document
         limit = MAX_INFERENCESET_NAME if document.kind == "InferenceSet" else MAX_WORKSPACE_NAME
+        why = "KAITO's derived names"
+        if karpenter and not workload.byo:
+            limit, why = limit - len(document.namespace), f"KAITO's derived names and, in namespace {document.namespace}, its Karpenter nodes' VM names"
         if len(document.name) > limit:
             yield _finding(document, "converge-kaito-name-length",
                            f"{document.kind} name {document.name!r} has {len(document.name)} characters; at most "
-                           f"{limit} fit KAITO's derived names", "metadata.name")
+                           f"{limit} fit {why}", "metadata.name")
+        elif document.name and not document.name[0].isalpha():
+            yield _finding(document, "converge-kaito-name-length",
+                           f"{document.kind} name {document.name!r} must start with a letter: KAITO names a Service "
+                           "after each child Workspace, and Service names are DNS-1035 labels", "metadata.name")
 
 
 def _scale_from_zero_findings(documents: list[Document], workloads: list[KaitoWorkload]) -> Iterator[Finding]:
@@ -270,37 +291,39 @@ def _scale_from_zero_findings(documents: list[Document], workloads: list[KaitoWo
 
 
 def _weights_disk_findings(workloads: list[KaitoWorkload], pools: list[Pool], documents: list[Document],
-                           weights_gb: dict[str, float]) -> Iterator[Finding]:
+                           disk_floors: dict[str, tuple[float, int]]) -> Iterator[Finding]:
     node_classes = {d.name: d for d in documents if d.kind == "AKSNodeClass"}
     for workload in workloads:
         if not workload.byo:
             continue
         preset = str(dig(workload.document.obj, "spec", "template", "inference", "preset", "name")
                      or dig(workload.document.obj, "inference", "preset", "name") or "")
-        needed = weights_gb.get(preset.lower())
-        if needed is None:
+        if preset.lower() not in disk_floors:
             continue
+        weights, floor = disk_floors[preset.lower()]
         for pool in pools:
             if not _satisfies(pool, workload.selector) or pool.os_disk_gb is None:
                 continue
-            if pool.os_disk_gb < needed:
+            if pool.os_disk_gb < floor:
                 culprit = node_classes.get(pool.node_class or "", pool.document)
                 yield _finding(culprit, "converge-weights-disk",
                                f"pool {pool.name} gives its nodes a {pool.os_disk_gb} GB OS disk, but "
-                               f"{workload.document.kind} {workload.document.name} keeps {needed:.0f} GB of {preset} "
-                               "weights there", "spec.osDiskSizeGB")
+                               f"{workload.document.kind} {workload.document.name} keeps {weights:.0f} GB of {preset} "
+                               f"weights there: with the system and the kubelet's eviction headroom it needs at "
+                               f"least {floor} GB (data/figures.yaml nodeDisk)", "spec.osDiskSizeGB")
 
 
-def check(documents: list[Document], weights_gb: dict[str, float] | None = None) -> Iterator[Finding]:
+def check(documents: list[Document], disk_floors: dict[str, tuple[float, int]] | None = None) -> Iterator[Finding]:
     templates = list(pod_templates(documents))
     pools = nodepools(documents) + _external_pools(templates)
     workloads = list(_kaito_workloads(documents))
-    gfd = _declared_gfd_tolerations(documents)
+    declared = _declared_install(documents)
+    gfd = _declared_gfd_tolerations(declared)
     for workload in workloads:
         if workload.byo:
             yield from _byo_workload_findings(workload, pools, templates, gfd)
     yield from _pod_findings(templates, pools)
     yield from _scale_from_zero_findings(documents, workloads)
-    yield from _weights_disk_findings(workloads, pools, documents, weights_gb or {})
+    yield from _weights_disk_findings(workloads, pools, documents, disk_floors or {})
     yield from _inference_config_findings(documents)
-    yield from _name_findings(workloads)
+    yield from _name_findings(workloads, declared)

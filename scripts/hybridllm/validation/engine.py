@@ -148,12 +148,14 @@ def _apply_waivers(documents: list[Document], findings: list[Finding]) -> list[F
     return findings + extra
 
 
-def model_weights_gb() -> dict[str, float]:
-    """Preset -> weights in GB from data/figures.yaml; nothing when the file cannot be read."""
+def model_disk_floors() -> dict[str, tuple[float, int]]:
+    """Preset -> (weights in GB, smallest OS disk in GB) from data/figures.yaml; nothing when the
+    file cannot be read."""
     try:
-        return figures.model_weights_gb()
+        weights, floors = figures.model_weights_gb(), figures.min_os_disk_gb()
     except UserError:
         return {}
+    return {name: (weights[name], floors[name]) for name in weights}
 
 
 def validate(documents: list[Document], kubernetes: KubernetesSchemas, crds: CrdCatalog | None,
@@ -164,5 +166,5 @@ def validate(documents: list[Document], kubernetes: KubernetesSchemas, crds: Crd
     findings += policy.check(objects)
     findings += placement.check(objects)
     findings += references.check(objects)
-    findings += convergence.check(objects, model_weights_gb())
+    findings += convergence.check(objects, model_disk_floors())
     return Report(documents=len(documents), findings=_apply_waivers(objects, findings))
