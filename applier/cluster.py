@@ -6,6 +6,7 @@ Every call may raise kube.ApiError; the convergence loop decides what an error m
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -16,6 +17,29 @@ from applier.kube import CONFIG_MAPS, DEPLOYMENTS, EVENTS, INFERENCE_SETS, NODES
 GPU_LABELS = ("nvidia.com/gpu.product", "nvidia.com/gpu.count", "nvidia.com/gpu.memory")
 # How KAITO labels the pods of an InferenceSet's Workspaces (kaito pkg/utils/consts/consts.go).
 CREATED_BY_LABEL = "inferenceset.kaito.sh/created-by"
+# KAITO's refusals that a node matching the selector can cure, word for word as
+# api/v1beta1/workspace_validation.go validateCreateWithInference writes them (the GPU ones read
+# the labels of pkg/sku/helpers.go GetGPUConfigFromNodeLabels). Any other refusal (an instanceType
+# in byo mode, a selector with only reserved labels, "Failed to list nodes", an unknown preset)
+# stays whatever nodes come.
+NODE_REFUSALS = (
+    "No nodes found matching the specified label selector",
+    "Failed to get GPU config from nvidia labels on node",
+    "Non-uniform GPU ",
+    "Failed to determine GPU configuration from existing nodes",
+)
+# knative's prefix to the errors of a webhook's refusal (webhook/resourcesemantics/validation/validation_admit.go).
+_VALIDATION_FAILED = "validation failed: "
+EVENT_SOURCE = "hybrid-llm-applier"
+
+
+def node_can_cure(message: str) -> bool:
+    """Whether every error of a webhook refusal is one a node can cure. knative writes one error
+    per line, an error's details on the next line (apis/field_error.go Error), so a line that is
+    not one of KAITO's node texts is another error, or the details of one: no node helps then."""
+    errors = message.split(_VALIDATION_FAILED, 1)[-1]
+    lines = [line for line in errors.splitlines() if line.strip()]
+    return bool(lines) and all(any(text in line for text in NODE_REFUSALS) for line in lines)
 
 
 @dataclass(frozen=True)
@@ -126,11 +150,45 @@ class Cluster:
     def deployments(self, label_selector: str) -> list[str]:
         return [d["metadata"]["name"] for d in self.client.list(DEPLOYMENTS, self.namespace, label_selector=label_selector)]
 
-    def inference_sets(self, label_selector: str) -> list[str]:
-        return [i["metadata"]["name"] for i in self.client.list(INFERENCE_SETS, self.namespace, label_selector=label_selector)]
+    def inference_set(self, name: str) -> dict[str, Any] | None:
+        return self.client.get(INFERENCE_SETS, name, self.namespace)
+
+    def inference_sets(self, label_selector: str) -> list[dict[str, Any]]:
+        return self.client.list(INFERENCE_SETS, self.namespace, label_selector=label_selector)
 
     def delete_inference_set(self, name: str) -> bool:
         return self.client.delete(INFERENCE_SETS, name, self.namespace)
+
+    def touch_inference_set(self, name: str, note: str) -> None:
+        """An annotation written under a field manager of its own (so none of the applied fields
+        change hands): an update event that makes KAITO's controller reconcile the object now,
+        not after the backoff its refused writes have built up."""
+        self.client.apply(INFERENCE_SETS, {
+            "apiVersion": "kaito.sh/v1beta1",
+            "kind": "InferenceSet",
+            "metadata": {"name": name, "namespace": self.namespace, "annotations": {"hybrid-llm.io/teardown": note}},
+        }, f"{self.field_manager}-teardown")
+
+    def warn_on(self, inference_set: dict[str, Any], reason: str, message: str) -> None:
+        """A Warning Event about the InferenceSet: `kubectl describe inferenceset` lists the Events
+        whose involvedObject is it (name, namespace, kind and UID), after the Job's log is gone."""
+        meta = inference_set["metadata"]
+        now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        self.client.create(EVENTS, {
+            "apiVersion": "v1",
+            "kind": "Event",
+            # client-go's recorder names an Event <object>.<unix nanoseconds in hex>.
+            "metadata": {"name": f"{meta['name']}.{time.time_ns():x}", "namespace": self.namespace},
+            "involvedObject": {"apiVersion": inference_set.get("apiVersion", "kaito.sh/v1beta1"), "kind": "InferenceSet",
+                               "name": meta["name"], "namespace": self.namespace, "uid": meta.get("uid", "")},
+            "reason": reason,
+            "message": message[:1024],
+            "type": "Warning",
+            "source": {"component": EVENT_SOURCE},
+            "firstTimestamp": now,
+            "lastTimestamp": now,
+            "count": 1,
+        })
 
     def config_map_uid(self, name: str) -> str | None:
         config_map = self.client.get(CONFIG_MAPS, name, self.namespace)

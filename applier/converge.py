@@ -8,6 +8,12 @@ InferenceSets by pkg/utils/inferenceset/inferenceset.go ValidateWorkspaceForInfe
 KAITO never creates a Pending pod in byo mode (pkg/nodeprovision/byo-provisioner/byo_provisioner.go),
 so nothing else would bring the node up. Per path:
 
+0. when the live InferenceSet already is what the chart asks for (applier/drift.py), leave it: no
+   anchor, no wait, no write. After a spot eviction its StatefulSet's Pending vLLM pod brings the
+   node back by itself (KAITO keeps the StatefulSet; byo EnsureNodesReady only requeues,
+   pkg/workspace/controllers/workspace_controller.go), so an upgrade that changes nothing there
+   (a gateway-only one) must not wait for spot capacity. An anchor an interrupted run left is
+   still handed over (3);
 1. with no admissible node (at least one Ready matching node, and every matching node GPU-labelled)
    and replicas wanted, create the node anchor: a pause pod Pending on the path's labels and taints,
    so Karpenter or the cluster autoscaler adds a node;
@@ -16,34 +22,37 @@ so nothing else would bring the node up. Per path:
    other reason fails at once, as no node can change it;
 3. once a vLLM pod is bound to a node matching the selector, delete the anchor, so a later
    scale-down can release that node. Pods bound only to nodes that no longer match (a capacity
-   flip) keep the anchor: KAITO does not move running replicas, and the roll is printed.
+   flip) keep the anchor: KAITO does not move running replicas, and the roll is printed and
+   recorded as a Warning Event on the InferenceSet (`kubectl describe inferenceset`).
+
+When no admissible node comes within the node timeout, the run fails with a diagnosis and deletes
+the anchors it waited on: an anchor left behind would make the autoscaler start a GPU node
+whenever capacity comes back, hours later, with nothing to apply the InferenceSet then, and a node
+holding only the pause pod is never empty for consolidation. The next helm upgrade creates it again.
 
 A path parked at 0 replicas loses any anchor an earlier, failed run left; with no node it is left
 as it is (the webhook would refuse any change; its template applies when it is unparked). Anchors
-of paths no longer in the plan are deleted. A request the API server did not answer is asked again
-at the next poll: it is never taken as an answer.
+of paths no longer in the plan are deleted (their InferenceSets are the prune Job's:
+applier/teardown.py). A request the API server did not answer is asked again at the next poll: it
+is never taken as an answer.
 """
 
 from __future__ import annotations
 
-import re
 import time
 from dataclasses import dataclass
 from enum import Enum
 from typing import Any, Callable, TypeVar
 
-from applier.cluster import Cluster
+from applier.cluster import Cluster, node_can_cure
 from applier.diagnose import anchor_pod_selector, diagnose
+from applier.drift import already_applied, with_digest
 from applier.kube import DEPLOYMENTS, INFERENCE_SETS, ApiError
 from applier.log import log
 from applier.plan import KNOWN_PATHS, PathPlan, require_owner
 
 T = TypeVar("T")
-# A refusal a node can cure names nodes, labels or the nvidia.com labels (workspace_validation.go:
-# "No nodes found matching the specified label selector", "Failed to get GPU config from nvidia
-# labels on node ...", "Non-uniform GPU product: node ..."). Anything else (an unknown preset, a
-# forbidden request) stays refused however long one waits.
-_ABOUT_NODES = re.compile(r"node|label|nvidia", re.IGNORECASE)
+CAPACITY_FLIP_REASON = "ReplicasOnUnselectedNodes"
 
 
 class Stage(Enum):
@@ -65,7 +74,6 @@ class Settings:
     poll: float
     owner_config_map: str = ""
     owner_uid_placeholder: str = ""
-    prune_selector: str = ""
 
 
 class Failed(Exception):
@@ -122,9 +130,6 @@ class Applier:
             if late:
                 self._pod_timeout(late)
             self.sleep(self.settings.poll)
-        if self.settings.prune_selector:
-            # The pod budget is the one left: the InferenceSets are in by now.
-            self._retrying(self.clock() + self.settings.pod_timeout, "deleting the InferenceSets of disabled paths", self._prune)
         log("all serving paths applied")
 
     def _advance(self, state: PathState) -> None:
@@ -152,9 +157,19 @@ class Applier:
     # -- the stages
     def _start(self, state: PathState) -> None:
         path = state.plan
-        # A run that failed keeps its anchors; once the path is parked, one would keep a GPU node for nothing.
+        # A run that was killed, or gave up waiting for a vLLM pod, keeps its anchor; once the path is
+        # parked, it would keep a GPU node for nothing.
         if not path.wants_replicas and self.cluster.delete_deployment(path.anchor):
             log(f"{path.name}: parked at 0 replicas; deleting the node anchor {path.anchor} an earlier run left")
+        if already_applied(self._objects[("InferenceSet", path.name)], self.cluster.inference_set(path.inference_set)):
+            log(f"{path.name}: InferenceSet {path.inference_set} already is what the chart asks for; nothing to apply")
+            if self.cluster.deployment_exists(path.anchor):
+                # An interrupted run left it: hand the node over as after an apply.
+                state.stage = Stage.WAIT_POD
+                state.pod_deadline = self.clock() + self.settings.pod_timeout
+            else:
+                state.stage = Stage.DONE
+            return
         if self.cluster.node_check(path.node_selector).admissible:
             state.stage = Stage.APPLY
         elif path.wants_replicas:
@@ -175,7 +190,7 @@ class Applier:
         except ApiError as exc:
             if exc.transient:
                 raise
-            if not _ABOUT_NODES.search(exc.message):
+            if not node_can_cure(exc.message):
                 raise Failed(
                     f"FAILED: {path.name}: InferenceSet {path.inference_set} was refused for a reason no GPU node can "
                     f"change (HTTP {exc.status} {exc.reason}): {exc.message}",
@@ -211,12 +226,26 @@ class Applier:
             # The selector changed under running replicas. Keep the anchor, so a node of the new kind
             # stays up for them, and say how to roll: KAITO admits the new replicas only while it exists.
             ns = self.cluster.namespace
-            log(f"WARNING: {path.name}: {placement.on_other} running replica(s) of {path.inference_set} are on nodes that "
-                f"no longer match {path.node_selector}; KAITO does not move running replicas to a changed template.")
-            log(f"Roll them one at a time: kubectl -n {ns} get workspaces -l inferenceset.kaito.sh/created-by={path.inference_set}, "
-                f"then kubectl -n {ns} delete workspace <name> and wait for the new one to turn Ready. The node anchor "
-                f"{path.anchor} keeps a new node up meanwhile; the next helm upgrade removes it.")
+            warning = (f"{placement.on_other} running replica(s) of {path.inference_set} are on nodes that no longer "
+                       f"match {path.node_selector}; KAITO does not move running replicas to a changed template.")
+            roll = (f"Roll them one at a time: kubectl -n {ns} get workspaces -l inferenceset.kaito.sh/created-by={path.inference_set}, "
+                    f"then kubectl -n {ns} delete workspace <name> and wait for the new one to turn Ready. The node anchor "
+                    f"{path.anchor} keeps a new node up meanwhile; the next helm upgrade removes it.")
+            log(f"WARNING: {path.name}: {warning}")
+            log(roll)
+            self._warn_on_inference_set(path, CAPACITY_FLIP_REASON, f"{warning} {roll}")
             state.stage = Stage.DONE
+
+    def _warn_on_inference_set(self, path: PathPlan, reason: str, message: str) -> None:
+        """Best effort: the log says it all already; the Event keeps it where the operator looks
+        once the Job is gone."""
+        try:
+            live = self.cluster.inference_set(path.inference_set)
+            if live is not None:
+                self.cluster.warn_on(live, reason, message)
+                log(f"{path.name}: recorded as Event {reason} on InferenceSet {path.inference_set} (kubectl describe inferenceset)")
+        except ApiError as exc:
+            log(f"{path.name}: could not record the warning as an Event on InferenceSet {path.inference_set}: {exc}")
 
     def _create_anchor(self, path: PathPlan) -> None:
         log(f"{path.name}: no admissible GPU node for {path.node_selector} yet; creating node anchor {path.anchor}")
@@ -237,8 +266,9 @@ class Applier:
                     "Fix: run the applier from the chart's hook Job (helm upgrade), which installs that ConfigMap first.")
             uid = found
         for path in self.plan:
-            for manifest in (path.inference_set_manifest, path.anchor_manifest):
-                self._objects[(manifest.obj["kind"], path.name)] = manifest.owned_by(self.settings.owner_uid_placeholder, uid)
+            placeholder = self.settings.owner_uid_placeholder
+            self._objects[("InferenceSet", path.name)] = with_digest(path.inference_set_manifest.owned_by(placeholder, uid))
+            self._objects[("Deployment", path.name)] = path.anchor_manifest.owned_by(placeholder, uid)
 
     def _delete_stale_anchors(self) -> None:
         planned = {path.name for path in self.plan}
@@ -248,15 +278,6 @@ class Applier:
             for anchor in self.cluster.deployments(anchor_pod_selector(self.settings.release, name)):
                 log(f"{name}: the path is no longer in the plan; deleting its node anchor {anchor}")
                 self.cluster.delete_deployment(anchor)
-
-    def _prune(self) -> None:
-        # With serving.keepOnUninstall=false, an InferenceSet whose path was disabled goes too: Helm
-        # does not manage InferenceSets in byo mode, so it cannot remove them itself.
-        wanted = {path.inference_set for path in self.plan}
-        for name in self.cluster.inference_sets(self.settings.prune_selector):
-            if name not in wanted:
-                log(f"deleting InferenceSet {name}: its path is disabled and serving.keepOnUninstall is false")
-                self.cluster.delete_inference_set(name)
 
     def _retrying(self, deadline: float, what: str, action: Callable[[], T]) -> T:
         while True:
@@ -279,11 +300,14 @@ class Applier:
             diagnose(self.cluster, state.plan, self.settings.release)
             if state.last_error:
                 log(f"{state.plan.name}: the last request that failed: {state.last_error}")
+        for state in states:
+            remove_anchor(self.cluster, state.plan.name, state.plan.anchor)
         names = " ".join(s.plan.name for s in states)
         raise Failed(
             f"FAILED: no admissible GPU node within {_seconds(self.settings.node_timeout)} for: {names}",
             "Fix: check the events above (GPU quota, spot capacity, NodePool limits), that GPU feature discovery runs on "
-            "the GPU nodes (python scripts/preflight.py), then run helm upgrade again; the anchors stay so the nodes keep coming.",
+            "the GPU nodes (python scripts/preflight.py), then run helm upgrade again. The node anchors were deleted, so "
+            "no GPU node starts later with nothing to use it; the next helm upgrade creates them again.",
         )
 
     def _pod_timeout(self, states: list[PathState]) -> None:
@@ -298,6 +322,16 @@ class Applier:
                 f"kubectl -n {ns} get workspaces -l inferenceset.kaito.sh/created-by={path.inference_set}",
             ]
         raise Failed(*lines)
+
+
+def remove_anchor(cluster: Cluster, path: str, anchor: str) -> None:
+    """Deletes a node anchor after the diagnosis has shown it; a failure is said, not raised, so
+    the run's own failure stays the one reported."""
+    try:
+        if cluster.delete_deployment(anchor):
+            log(f"{path}: deleted the node anchor {anchor}")
+    except ApiError as exc:
+        log(f"{path}: could not delete the node anchor {anchor} ({exc}); `helm uninstall` or the next helm upgrade removes it")
 
 
 def _fix_for_refusal(exc: ApiError) -> str:

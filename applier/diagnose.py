@@ -1,5 +1,6 @@
-"""What the applier prints for a path that got no admissible GPU node in time: the nodes matching
-its selector (Ready? GPU-labelled?), its anchor pods and why the scheduler left them Pending."""
+"""What the applier prints for a path (or an InferenceSet to delete) that got no admissible GPU node
+in time: the nodes matching its selector (Ready? GPU-labelled?), its anchor pods and why the
+scheduler left them Pending."""
 
 from __future__ import annotations
 
@@ -14,10 +15,16 @@ def anchor_pod_selector(release: str, path: str) -> str:
 
 
 def diagnose(cluster: Cluster, path: PathPlan, release: str) -> None:
+    diagnose_nodes(cluster, path.name, path.node_selector, path.anchor, release, path.name)
+
+
+def diagnose_nodes(cluster: Cluster, subject: str, node_selector: str, anchor: str, release: str, path: str) -> None:
+    """`subject` starts each heading (a path, or an InferenceSet being deleted); `anchor` and
+    `path` find the node anchor's pods and their events."""
     # Each part on its own: a failing request must not hide what the others can show.
-    log(f"{path.name}: nodes matching {path.node_selector} (name, Ready, {GPU_LABELS[0]}):")
+    log(f"{subject}: nodes matching {node_selector} (name, Ready, {GPU_LABELS[0]}):")
     try:
-        nodes = cluster.node_rows(path.node_selector)
+        nodes = cluster.node_rows(node_selector)
     except ApiError as exc:
         log(f"  (could not list them: {exc})")
     else:
@@ -25,18 +32,20 @@ def diagnose(cluster: Cluster, path: PathPlan, release: str) -> None:
             log(f"  {node.name} {node.ready} {node.gpu_product}")
         if not nodes:
             log("  (none)")
-    log(f"{path.name}: anchor pods and their scheduling events:")
+    if not anchor:
+        return
+    log(f"{subject}: anchor pods and their scheduling events:")
     try:
-        pods = cluster.pod_rows(anchor_pod_selector(release, path.name))
+        pods = cluster.pod_rows(anchor_pod_selector(release, path))
     except ApiError as exc:
         log(f"  (could not list the pods: {exc})")
     else:
         for pod in pods:
             log(f"  pod {pod.name} {pod.phase} on {pod.node}")
         if not pods:
-            log(f"  (no pod of {path.anchor})")
+            log(f"  (no pod of {anchor})")
     try:
-        failures = cluster.scheduling_failures(f"{path.anchor}-")
+        failures = cluster.scheduling_failures(f"{anchor}-")
     except ApiError as exc:
         log(f"  (could not list the events: {exc})")
     else:

@@ -2,7 +2,7 @@
 the cluster's CA, found where client-go's in-cluster config finds them (k8s.io/client-go
 rest/config.go InClusterConfig: KUBERNETES_SERVICE_HOST/PORT, and token and ca.crt under
 /var/run/secrets/kubernetes.io/serviceaccount). It makes only the calls the applier needs: get,
-list, server-side apply and delete.
+list, create (Events), server-side apply and delete.
 """
 
 from __future__ import annotations
@@ -154,6 +154,9 @@ class KubeClient:
         query = {"fieldManager": field_manager, "force": "true"}
         # JSON is YAML, so the apply-patch+yaml body can be sent as JSON.
         return self._request("PATCH", path, query, json.dumps(obj), "application/apply-patch+yaml")
+
+    def create(self, resource: Resource, obj: Mapping[str, Any]) -> dict[str, Any]:
+        return self._request("POST", resource.path(obj["metadata"].get("namespace")), None, json.dumps(obj))
 
     def delete(self, resource: Resource, name: str, namespace: str | None = None) -> bool:
         """Deletes the object and, in the background, what it owns (a Deployment's pods). False

@@ -1,8 +1,9 @@
 """What the chart asks the applier to do: the files of the serving ConfigMap, mounted as a directory.
 
 plan.tsv has one line per enabled path: path name, InferenceSet name, replicas, the node label
-selector (k=v,k=v) and the node anchor Deployment's name. Beside it, per path,
-<path>.inferenceset.yaml and <path>.node-anchor.yaml hold the objects to apply.
+selector (k=v,k=v) and the node anchor Deployment's name. Beside it, per enabled path,
+<path>.inferenceset.yaml holds the object to apply, and per known path, enabled or not,
+<path>.node-anchor.yaml its node anchor: deleting a disabled path's InferenceSet needs a node too.
 """
 
 from __future__ import annotations
@@ -102,6 +103,17 @@ def read_plan(directory: Path) -> list[PathPlan]:
     return paths
 
 
+def read_anchors(directory: Path) -> dict[str, Manifest]:
+    """The node anchors the serving ConfigMap carries, by path name. A mount of a ConfigMap that
+    does not exist (an optional volume) is an empty directory: no anchors."""
+    anchors = {}
+    for name in KNOWN_PATHS:
+        file = directory / f"{name}.node-anchor.yaml"
+        if file.is_file():
+            anchors[name] = _read_manifest(file, "Deployment", None)
+    return anchors
+
+
 def require_owner(plan: list[PathPlan], placeholder: str, owner_config_map: str) -> None:
     """An ownerReference left with the placeholder UID would name no object, and the garbage
     collector deletes an object whose owners are all gone: refuse before applying any."""
@@ -115,7 +127,7 @@ def require_owner(plan: list[PathPlan], placeholder: str, owner_config_map: str)
                     "but --owner-configmap is not set, so the real UID is unknown")
 
 
-def _read_manifest(file: Path, kind: str, name: str) -> Manifest:
+def _read_manifest(file: Path, kind: str, name: str | None) -> Manifest:
     try:
         obj = yaml.safe_load(file.read_text(encoding="utf-8"))
     except OSError as exc:
@@ -127,6 +139,8 @@ def _read_manifest(file: Path, kind: str, name: str) -> Manifest:
     resource = APPLIED_KINDS.get((obj.get("apiVersion"), obj.get("kind")))
     if resource is None or obj.get("kind") != kind:
         raise PlanError(f"{file}: expected a {kind}, found {obj.get('apiVersion')}/{obj.get('kind')}")
-    if obj["metadata"].get("name") != name:
+    if not obj["metadata"].get("name"):
+        raise PlanError(f"{file}: the {kind} has no metadata.name")
+    if name is not None and obj["metadata"].get("name") != name:
         raise PlanError(f"{file}: the {kind} is named {obj['metadata'].get('name')!r}, but {PLAN_FILE} says {name!r}")
     return Manifest(file, resource, obj)

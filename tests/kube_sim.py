@@ -1,7 +1,8 @@
 """A simulated AKS cluster for running the serving applier against: the API server of kube_sim_api
 on 127.0.0.1 (plain HTTP) over the store of kube_sim_store, with the controllers of
-kube_sim_controllers (KAITO's webhook and serving, Karpenter, GPU feature discovery, the
-scheduler, the Deployment controller and the garbage collector) ticking on the server's event loop.
+kube_sim_controllers (KAITO's webhook, serving and InferenceSet finalizer, Karpenter, GPU feature
+discovery, the scheduler, the Deployment controller and the garbage collector) ticking on the
+server's event loop.
 
     with SimulatedCluster(Timings(node_launch=0.5)) as cluster:
         cluster.seed(node_pool)                       # as `helm install` would have created it
@@ -24,16 +25,19 @@ from aiohttp import web
 from kube_sim_api import ApiServer
 from kube_sim_controllers import (
     GPU_LABELS,
+    INFERENCE_SET_FINALIZER,
     NODE,
     POD,
     DeploymentController,
     GarbageCollector,
     GpuFeatureDiscovery,
+    KaitoInferenceSetLifecycle,
     KaitoServing,
     KaitoWebhook,
     Karpenter,
     Scheduler,
     Timings,
+    node_gfd_labels,
 )
 from kube_sim_store import BY_KIND, Happening, LabelSelector, Obj, ObjectStore
 
@@ -69,6 +73,7 @@ class SimulatedCluster:
                 everything if nfd_worker_tolerations is None else nfd_worker_tolerations,
             ),
             KaitoServing(self.store, timings.vllm_pod),
+            KaitoInferenceSetLifecycle(self.store, self.webhook),
         ]
         self.port = 0
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -154,11 +159,14 @@ class SimulatedCluster:
     # -- arranging a scene
     def seed(self, obj: Obj) -> Obj:
         """Store an object as if it had been created earlier (no admission): what `helm install`
-        created before its post-install hook, or what an earlier release left."""
+        created before its post-install hook, or what an earlier release left. An InferenceSet
+        carries KAITO's finalizer, as KAITO's controller left it."""
         rt = BY_KIND[obj["kind"]]
         obj = copy.deepcopy(obj)
         if rt.namespaced:
             obj["metadata"].setdefault("namespace", self.namespace)
+        if rt.kind == "InferenceSet" and INFERENCE_SET_FINALIZER not in obj["metadata"].get("finalizers", []):
+            obj["metadata"]["finalizers"] = [*obj["metadata"].get("finalizers", []), INFERENCE_SET_FINALIZER]
         created = self.store.create(rt, obj)
         self.store.record("seeded", f"{rt.kind}/{created['metadata']['name']}")
         return created
@@ -185,9 +193,11 @@ class SimulatedCluster:
         """What `helm uninstall` does to an object it manages: deleted; the garbage collector
         deletes what it owns."""
         rt = BY_KIND[kind]
-        if self.store.delete(rt, self.namespace if rt.namespaced else "", name) is None:
+        deleted = self.store.delete(rt, self.namespace if rt.namespaced else "", name)
+        if deleted is None:
             raise KeyError(f"{kind}/{name} is not in the cluster")
-        self.store.record("uninstalled", f"{kind}/{name}")
+        held = " (held by its finalizers)" if deleted["metadata"].get("deletionTimestamp") else ""
+        self.store.record("uninstalled", f"{kind}/{name}", held.strip())
 
     def launch_node(self, pool_name: str, gpu_labelled: bool = True) -> str:
         """A node of the pool that is already there (an earlier scale-up), optionally labelled."""
@@ -197,7 +207,7 @@ class SimulatedCluster:
                 raise KeyError(f"NodePool/{pool_name} is not in the cluster")
             node = self.karpenter.launch(pool)
             if gpu_labelled:
-                node["metadata"]["labels"].update(GPU_LABELS)
+                node["metadata"]["labels"].update(node_gfd_labels(node))
                 self.store.replace(NODE, node)
             return node["metadata"]["name"]
 

@@ -10,7 +10,8 @@ plain HTTP. Discovery, OpenAPI and Tables are only for pointing kubectl at it by
   kubectl 1.32 and 1.35 send fieldValidation=Strict and need no schemas. /openapi/v2, which
   kubectl 1.20 reads for client-side validation, is an empty protobuf Document: no schema for a
   kind means nothing to check.
-- get, list (labelSelector, fieldSelector), create, delete, and server-side apply (PATCH with
+- get, list (labelSelector, fieldSelector), create, delete (an object with finalizers is only
+  marked, metadata.deletionTimestamp, until they are removed), and server-side apply (PATCH with
   application/apply-patch+yaml, creating the object when it is absent). Lists asked for as a
   Table (kubectl's human-readable output) come back as a Table for pods and events.
 - Admission: every create and update goes through the `admit` callback, which returns the
@@ -75,6 +76,9 @@ class ApiServer:
     admit: Admit
     requests: list[Request] = field(default_factory=list)
     faults: list[Fault] = field(default_factory=list)
+    # (object UID, field manager) -> the object that manager last applied: what server-side apply
+    # compares a new apply with to drop the fields the manager no longer sets.
+    last_applied: dict[tuple[str, str], Obj] = field(default_factory=dict)
 
     def fail(self, method: str, path: str, times: int, status: int = 503) -> Fault:
         fault = Fault(method, path, times, status)
@@ -188,12 +192,17 @@ class ApiServer:
         with self.store.lock:
             existing = self.store.get(rt, namespace, name)
             if existing is None:
-                return self._admit_and_create(rt, namespace, applied)
-            merged = merge_applied(existing, applied)
+                response = self._admit_and_create(rt, namespace, applied)
+                if response.status == 201:
+                    self.last_applied[(json.loads(response.body)["metadata"]["uid"], request.query["fieldManager"])] = applied
+                return response
+            manager = request.query["fieldManager"]
+            merged = merge_applied(existing, applied, self.last_applied.get((existing["metadata"]["uid"], manager)))
             if refusal := self.admit(rt, "UPDATE", merged, existing):
                 return self._refused(rt, name, refusal)
             stored = self.store.replace(rt, merged)
-            self.store.record("updated", f"{rt.kind}/{name}", f"by {request.query['fieldManager']}")
+            self.last_applied[(stored["metadata"]["uid"], manager)] = applied
+            self.store.record("updated", f"{rt.kind}/{name}", f"by {manager}")
             return web.json_response(stored)
 
     async def _create(self, request: web.Request, rt: ResourceType, namespace: str) -> web.Response:
@@ -225,11 +234,16 @@ class ApiServer:
         return status_response(400, "BadRequest", message)
 
     def _delete(self, rt: ResourceType, namespace: str, name: str) -> web.Response:
-        deleted = self.store.delete(rt, namespace, name)
-        if deleted is None:
-            return object_not_found(rt, name)
-        self.store.record("deleted", f"{rt.kind}/{name}")
-        return web.json_response(deleted)
+        with self.store.lock:
+            deleted = self.store.delete(rt, namespace, name)
+            if deleted is None:
+                return object_not_found(rt, name)
+            if deleted["metadata"].get("deletionTimestamp"):
+                # Held by its finalizers: the API server answers 200 with the object as it now is.
+                self.store.record("terminating", f"{rt.kind}/{name}", f"finalizers {deleted['metadata']['finalizers']}")
+            else:
+                self.store.record("deleted", f"{rt.kind}/{name}")
+            return web.json_response(deleted)
 
     @staticmethod
     def _mismatch(obj: Any, rt: ResourceType, namespace: str, name: str) -> str | None:
@@ -248,11 +262,22 @@ class ApiServer:
 # ---- server-side apply ------------------------------------------------------------------------
 
 
-def merge_applied(existing: Obj, applied: Obj) -> Obj:
-    """The object after a forced server-side apply by the only manager that ever applied it: the
-    applied fields win, maps merge, lists are replaced whole (the field ownership bookkeeping of
-    k8s.io/apimachinery pkg/util/managedfields is not needed with one manager and --force-conflicts).
-    Server-owned metadata stays."""
+def merge_applied(existing: Obj, applied: Obj, last: Obj | None = None) -> Obj:
+    """The object after a forced server-side apply: the applied fields win, maps merge, lists are
+    replaced whole, and a field the same manager applied last time (`last`) but no longer sets is
+    removed, as when that manager was its only owner (k8s.io/apimachinery pkg/util/managedfields;
+    per-field ownership among several managers is not modelled). Server-owned metadata stays."""
+
+    def drop_unset(old: Any, previous: Any, new: Any) -> Any:
+        if not (isinstance(old, dict) and isinstance(previous, dict)):
+            return old
+        out = dict(old)
+        for key, value in previous.items():
+            if not isinstance(new, dict) or key not in new:
+                out.pop(key, None)
+            elif key in out:
+                out[key] = drop_unset(out[key], value, new[key])
+        return out
 
     def merge(old: Any, new: Any) -> Any:
         if isinstance(old, dict) and isinstance(new, dict):
@@ -262,6 +287,10 @@ def merge_applied(existing: Obj, applied: Obj) -> Obj:
             return out
         return copy.deepcopy(new)
 
+    if last is not None:
+        kept_metadata = {k: existing["metadata"][k] for k in ("name", "namespace") if k in existing["metadata"]}
+        existing = drop_unset(existing, {k: v for k, v in last.items() if k not in ("apiVersion", "kind")}, applied)
+        existing["metadata"] = {**existing.get("metadata", {}), **kept_metadata}
     merged = merge(existing, applied)
     for key in ("uid", "resourceVersion", "creationTimestamp", "generation"):
         merged["metadata"][key] = existing["metadata"][key]

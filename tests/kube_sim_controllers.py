@@ -8,25 +8,44 @@ second by the cluster's loop; delays are measured from when a controller first s
 
 from __future__ import annotations
 
+import copy
 import itertools
 import random
 import string
 from dataclasses import dataclass
 from typing import Any, Callable
 
+from hybridllm import figures
 from kube_sim_store import BY_KIND, RESOURCE_TYPES, LabelSelector, Obj, ObjectStore, ResourceType, now_rfc3339
 
 NODE, POD, EVENT = BY_KIND["Node"], BY_KIND["Pod"], BY_KIND["Event"]
 DEPLOYMENT, INFERENCE_SET, NODE_POOL = BY_KIND["Deployment"], BY_KIND["InferenceSet"], BY_KIND["NodePool"]
+DEFAULT_INSTANCE_TYPE = "Standard_NC96ads_A100_v4"
+INSTANCE_TYPE_LABEL = "node.kubernetes.io/instance-type"
 
-# What GPU feature discovery writes on an 8 x A100 80GB node (Standard_NC96ads_A100_v4); KAITO's
-# byo path reads the first three (pkg/sku/helpers.go GetGPUConfigFromNodeLabels).
-GPU_LABELS = {
-    "nvidia.com/gpu.product": "NVIDIA-A100-SXM4-80GB",
-    "nvidia.com/gpu.count": "8",
-    "nvidia.com/gpu.memory": "81920",
-}
+
+def gfd_labels(instance_type: str) -> dict[str, str]:
+    """What GPU feature discovery writes on a node of the SKU, from data/figures.yaml: the NVML
+    product name with spaces turned into dashes, the GPU count, and the memory of one GPU in MiB
+    (NVIDIA k8s-device-plugin gpu-feature-discovery). Standard_NC96ads_A100_v4 has 4 x NVIDIA A100
+    80GB PCIe: NVIDIA-A100-80GB-PCIe, 4, 81920. KAITO's byo path reads these three
+    (pkg/sku/helpers.go GetGPUConfigFromNodeLabels)."""
+    sku = figures.skus()[instance_type]
+    return {
+        "nvidia.com/gpu.product": str(sku["gpuModel"]).replace(" ", "-"),
+        "nvidia.com/gpu.count": str(sku["gpus"]),
+        "nvidia.com/gpu.memory": str(int(sku["gpuMemoryGiB"]) * 1024),
+    }
+
+
+def node_gfd_labels(node: Obj) -> dict[str, str]:
+    instance_type = node["metadata"].get("labels", {}).get(INSTANCE_TYPE_LABEL, DEFAULT_INSTANCE_TYPE)
+    return gfd_labels(instance_type if instance_type in figures.skus() else DEFAULT_INSTANCE_TYPE)
+
+
+GPU_LABELS = gfd_labels(DEFAULT_INSTANCE_TYPE)
 CREATED_BY = "inferenceset.kaito.sh/created-by"  # pkg/utils/consts/consts.go WorkspaceCreatedByInferenceSetLabel
+INFERENCE_SET_FINALIZER = "inferenceset.finalizer.kaito.sh"  # pkg/utils/consts/consts.go InferenceSetFinalizer
 # Some of the presets this KAITO knows (presets/workspace/models/supported_models.yaml); the chart's default is among them.
 KNOWN_PRESETS = frozenset({"llama-3.3-70b-instruct", "phi-4-mini-instruct", "qwen2.5-coder-7b-instruct"})
 
@@ -91,40 +110,56 @@ def pod_fits(pod: Obj, node: Obj) -> bool:
 
 
 class KaitoWebhook:
-    """Admission of InferenceSets, create and update alike, with KAITO installed nodeProvisioner=byo
-    (feature gate disableNodeAutoProvisioning).
+    """Admission of InferenceSets, create and update alike (the metadata, the finalizers and the
+    /status subresource: knative.dev/pkg webhook/resourcesemantics/validation/reconcile_config.go
+    registers `inferencesets` and `inferencesets/status`), with KAITO installed nodeProvisioner=byo
+    (feature gate disableNodeAutoProvisioning). Nothing looks at deletionTimestamp, so an
+    InferenceSet being deleted is validated like any other.
 
-    An unknown preset is refused first, whatever the nodes: validateCreateWithInference returns
-    early without looking at nodes, and (*InferenceSpec).validateCreate refuses it with
-    "Unsupported inference preset name" under spec.template.inference.presetName.
-
-    api/v1beta1/inferenceset_validation.go (*InferenceSet).Validate runs, on both verbs,
-    ValidateInferenceSetWorkspace = pkg/utils/inferenceset/inferenceset.go
-    ValidateWorkspaceForInferenceSet, which runs the child Workspace's create checks; for a preset
-    in byo mode, api/v1beta1/workspace_validation.go validateCreateWithInference lists the nodes
-    matching labelSelector.matchLabels and refuses when there are none or when any of them lacks
+    api/v1beta1/inferenceset_validation.go (*InferenceSet).Validate: validateCreate / validateUpdate
+    refuse an instanceType in byo mode (validateInstanceType), then ValidateInferenceSetWorkspace =
+    pkg/utils/inferenceset/inferenceset.go ValidateWorkspaceForInferenceSet runs the child
+    Workspace's create checks. There an unknown preset is refused ("Unsupported inference preset
+    name") without looking at nodes; for a known one in byo mode,
+    api/v1beta1/workspace_validation.go validateCreateWithInference lists the nodes matching
+    labelSelector.matchLabels and refuses when there are none or when any of them lacks
     nvidia.com/gpu.{product,count,memory} (pkg/sku/helpers.go GetGPUConfigFromNodeLabels). The
-    text is knative's: webhook/resourcesemantics/validation/validation_admit.go prefixes
-    "validation failed: ", apis/field_error.go Error() appends ": " and the (here empty) paths.
+    text is knative's: validation_admit.go prefixes "validation failed: ", apis/field_error.go
+    Error() writes each error as "<message>: <paths>" (then "\n<details>" when there are any) and
+    joins them with newlines.
     """
 
     name = "validation.inferenceset.kaito.sh"
 
     def __init__(self, store: ObjectStore) -> None:
         self.store = store
-        # Called with the InferenceSet before it is reviewed: lets a test land a spot eviction
-        # between a client's look at the nodes and its write.
+        # Called with the InferenceSet before a client's write is reviewed: lets a test land a
+        # spot eviction between a client's look at the nodes and its write.
         self.before_review: Callable[[Obj], None] | None = None
 
     def __call__(self, rt: ResourceType, operation: str, new: Obj, old: Obj | None) -> str | None:
+        """The API server's admission of a client's write."""
+        if rt is INFERENCE_SET and self.before_review:
+            self.before_review(new)
+        return self.review(rt, operation, new, old)
+
+    def review(self, rt: ResourceType, operation: str, new: Obj, old: Obj | None) -> str | None:
         if rt is not INFERENCE_SET:
             return None
-        if self.before_review:
-            self.before_review(new)
-        problem = self.preset_problem(new) or self.node_problem(new)
-        if problem is None:
+        problems = [p for p in (self.instance_type_problem(new), self.preset_problem(new) or self.node_problem(new)) if p]
+        if not problems:
             return None
-        return f'admission webhook "{self.name}" denied the request: validation failed: {problem}: '
+        return f'admission webhook "{self.name}" denied the request: validation failed: ' + "\n".join(problems)
+
+    @staticmethod
+    def instance_type_problem(inference_set: Obj) -> str | None:
+        """validateInstanceType in byo mode: apis.ErrInvalidValue(instanceType, path, details)."""
+        resource = (inference_set.get("spec", {}).get("template") or {}).get("resource") or {}
+        instance_type = resource.get("instanceType")
+        if not instance_type:
+            return None
+        return (f"invalid value: {instance_type}: spec.template.resource.instanceType\n"
+                "instanceType must be empty when nodeProvisioner is byo")
 
     @staticmethod
     def preset_problem(inference_set: Obj) -> str | None:
@@ -138,12 +173,18 @@ class KaitoWebhook:
         match_labels = (inference_set.get("spec", {}).get("labelSelector") or {}).get("matchLabels") or {}
         nodes = self.store.list(NODE, labels=LabelSelector.from_match_labels(match_labels))
         if not nodes:
-            return "No nodes found matching the specified label selector"
+            return "No nodes found matching the specified label selector: "
+        first: dict[str, str] | None = None
         for node in nodes:
             labels = node["metadata"].get("labels", {})
+            name = node["metadata"]["name"]
             if any(key not in labels for key in GPU_LABELS):
-                name = node["metadata"]["name"]
-                return f"Failed to get GPU config from nvidia labels on node {name}: missing required nvidia.com labels on node {name}"
+                return f"Failed to get GPU config from nvidia labels on node {name}: missing required nvidia.com labels on node {name}: "
+            if first is None:
+                first = labels
+            elif labels["nvidia.com/gpu.product"] != first["nvidia.com/gpu.product"]:
+                return (f"Non-uniform GPU product: node {name} has {labels['nvidia.com/gpu.product']} GPUs, but previous node has "
+                        f"{first['nvidia.com/gpu.product']} GPUs, all nodes must have the same GPU product for homogeneous placement: ")
         return None
 
 
@@ -166,11 +207,12 @@ class GarbageCollector:
         live = {obj["metadata"]["uid"] for rt in RESOURCE_TYPES for obj in self.store.list(rt)}
         for rt, obj in everything:
             owners = obj["metadata"].get("ownerReferences") or []
-            if owners and not any(o.get("uid") in live for o in owners):
+            if owners and not obj["metadata"].get("deletionTimestamp") and not any(o.get("uid") in live for o in owners):
                 meta = obj["metadata"]
-                self.store.delete(rt, meta["namespace"], meta["name"])
+                deleted = self.store.delete(rt, meta["namespace"], meta["name"])
                 gone = ", ".join(f"{o.get('kind')}/{o.get('name')}" for o in owners)
-                self.store.record("garbage-collected", f"{rt.kind}/{meta['name']}", f"its owner {gone} is gone")
+                held = " (held by its finalizers)" if deleted and deleted["metadata"].get("deletionTimestamp") else ""
+                self.store.record("garbage-collected", f"{rt.kind}/{meta['name']}", f"its owner {gone} is gone{held}")
 
 
 class DeploymentController:
@@ -299,10 +341,20 @@ class Karpenter:
         self.store, self.delay = store, delay
         self._nominated: dict[str, tuple[float, Obj]] = {}  # pod uid -> (due, pool)
         self._numbers = itertools.count(1)
+        # NodePools whose instance type has no capacity now (spot capacity gone): Karpenter's
+        # launch fails with InsufficientCapacity and it tries again later.
+        self.insufficient_capacity: set[str] = set()
+        self._told: set[str] = set()
 
     def tick(self, now: float) -> None:
         pools = self.store.list(NODE_POOL)
-        for pod in self.store.list(POD):
+        pods = self.store.list(POD)
+        # A pod deleted before its node came no longer needs one (karpenter launches for the
+        # pods of a scheduling round that are still pending).
+        alive = {pod["metadata"]["uid"] for pod in pods}
+        for uid in [uid for uid, (due, _) in self._nominated.items() if due is not None and uid not in alive]:
+            del self._nominated[uid]
+        for pod in pods:
             uid = pod["metadata"]["uid"]
             if uid in self._nominated or pod["spec"].get("nodeName") or not Scheduler._unschedulable(pod):
                 continue
@@ -312,6 +364,11 @@ class Karpenter:
                 self.store.record("node-nominated", f"Pod/{pod['metadata']['name']}", f"NodePool/{pool['metadata']['name']}")
         for uid, (due, pool) in list(self._nominated.items()):
             if due is not None and now >= due:
+                if pool["metadata"]["name"] in self.insufficient_capacity:
+                    if uid not in self._told:
+                        self._told.add(uid)
+                        self.store.record("launch-failed", f"NodePool/{pool['metadata']['name']}", "InsufficientCapacityError")
+                    continue
                 self._nominated[uid] = (None, pool)  # launched: the scheduler binds the pod
                 self.launch(pool)
 
@@ -351,7 +408,7 @@ class GpuFeatureDiscovery:
                 continue
             seen = self._first_seen.setdefault(name, now)
             if now - seen >= self.delay:
-                node["metadata"]["labels"] = {**labels, **GPU_LABELS}
+                node["metadata"]["labels"] = {**labels, **node_gfd_labels(node)}
                 self.store.replace(NODE, node)
                 self.store.record("node-gpu-labelled", f"Node/{name}")
 
@@ -374,6 +431,8 @@ class KaitoServing:
         nodes = self.store.list(NODE)
         for inference_set in self.store.list(INFERENCE_SET):
             meta, spec = inference_set["metadata"], inference_set["spec"]
+            if meta.get("deletionTimestamp"):
+                continue
             replicas = spec.get("replicas", 1)  # the CRD's default
             selector = LabelSelector.from_match_labels((spec.get("labelSelector") or {}).get("matchLabels") or {})
             pods = self.store.list(POD, meta["namespace"], LabelSelector(f"{CREATED_BY}={meta['name']}"))
@@ -405,3 +464,67 @@ class KaitoServing:
             "status": {"phase": "Running", "conditions": [{"type": "PodScheduled", "status": "True"}]},
         })
         self.store.record("vllm-pod-bound", f"Pod/{name}", f"InferenceSet/{meta['name']} on Node/{node['metadata']['name']}")
+
+
+class KaitoInferenceSetLifecycle:
+    """KAITO's InferenceSet controller, its finalizer and its deletion
+    (pkg/inferenceset/inferenceset_controller.go): Reconcile adds inferenceset.finalizer.kaito.sh
+    with a patch (ensureFinalizer); once the InferenceSet is being deleted, deleteInferenceSet first
+    sets the Deleting condition through the /status subresource
+    (pkg/utils/inferenceset/inferenceset.go UpdateStatusConditionIfNotMatch ->
+    UpdateInferenceSetStatus -> Status().Update), then garbageCollectInferenceSet deletes the child
+    Workspaces (here: their vLLM pods) and removes the finalizer with an update. Every one of those
+    writes goes through KAITO's own webhook, which in byo mode refuses while no admissible node
+    matches the selector: the InferenceSet then stays Terminating until a node is back. A refused
+    write is retried at the next tick (controller-runtime requeues it) and recorded once."""
+
+    def __init__(self, store: ObjectStore, webhook: KaitoWebhook) -> None:
+        self.store, self.webhook = store, webhook
+        self._refused: set[tuple[str, str]] = set()
+
+    def tick(self, now: float) -> None:
+        for inference_set in self.store.list(INFERENCE_SET):
+            meta = inference_set["metadata"]
+            if not meta.get("deletionTimestamp"):
+                if INFERENCE_SET_FINALIZER not in meta.get("finalizers", []):
+                    updated = copy.deepcopy(inference_set)
+                    updated["metadata"]["finalizers"] = [*meta.get("finalizers", []), INFERENCE_SET_FINALIZER]
+                    self._write(inference_set, updated, "add the finalizer")
+                continue
+            if INFERENCE_SET_FINALIZER not in meta.get("finalizers", []):
+                continue
+            if not self._deleting(inference_set):
+                updated = copy.deepcopy(inference_set)
+                conditions = [c for c in updated.setdefault("status", {}).get("conditions", []) if c.get("type") != "Deleting"]
+                updated["status"]["conditions"] = [*conditions, {
+                    "type": "Deleting", "status": "True", "reason": "inferencesetDeleted", "message": "inferenceset is being deleted"}]
+                if not self._write(inference_set, updated, "status: condition Deleting"):
+                    continue
+                inference_set = updated
+            for pod in self.store.list(POD, meta["namespace"], LabelSelector(f"{CREATED_BY}={meta['name']}")):
+                self.store.delete(POD, pod["metadata"]["namespace"], pod["metadata"]["name"])
+                self.store.record("pod-deleted", f"Pod/{pod['metadata']['name']}", f"its InferenceSet/{meta['name']} is being deleted")
+            current = self.store.get(INFERENCE_SET, meta["namespace"], meta["name"])
+            if current is None:
+                continue
+            updated = copy.deepcopy(current)
+            updated["metadata"]["finalizers"] = [f for f in current["metadata"]["finalizers"] if f != INFERENCE_SET_FINALIZER]
+            self._write(current, updated, "remove the finalizer")
+
+    @staticmethod
+    def _deleting(inference_set: Obj) -> bool:
+        conditions = (inference_set.get("status") or {}).get("conditions") or []
+        return any(c.get("type") == "Deleting" and c.get("status") == "True" for c in conditions)
+
+    def _write(self, old: Obj, new: Obj, what: str) -> bool:
+        name = old["metadata"]["name"]
+        refusal = self.webhook.review(INFERENCE_SET, "UPDATE", new, old)
+        if refusal:
+            key = (old["metadata"]["uid"], what)
+            if key not in self._refused:
+                self._refused.add(key)
+                self.store.record("kaito-write-refused", f"InferenceSet/{name}", f"{what}: {refusal}")
+            return False
+        self.store.record("kaito-wrote", f"InferenceSet/{name}", what)
+        self.store.replace(INFERENCE_SET, new)
+        return True

@@ -232,18 +232,38 @@ class ObjectStore:
 
     def replace(self, rt: ResourceType, obj: Obj) -> Obj:
         """Store a new version of an existing object (bumping resourceVersion, and generation when
-        the spec changed)."""
+        the spec changed). An object marked for deletion whose last finalizer this removes is gone
+        (apiserver registry/generic/registry/store.go Update: deleteWithoutFinalizers)."""
         with self.lock:
             meta = obj["metadata"]
             key = (rt, meta.get("namespace", "") if rt.namespaced else "", meta["name"])
             old = self._objects[key]
             obj = copy.deepcopy(obj)
             obj["metadata"]["resourceVersion"] = self.resource_version
+            if old["metadata"].get("deletionTimestamp"):
+                obj["metadata"]["deletionTimestamp"] = old["metadata"]["deletionTimestamp"]
+                if not obj["metadata"].get("finalizers"):
+                    del self._objects[key]
+                    self.record("finalized", f"{rt.kind}/{meta['name']}", "its last finalizer was removed")
+                    return copy.deepcopy(obj)
             if obj.get("spec") != old.get("spec"):
                 obj["metadata"]["generation"] = old["metadata"].get("generation", 1) + 1
             self._objects[key] = obj
             return copy.deepcopy(obj)
 
     def delete(self, rt: ResourceType, namespace: str, name: str) -> Obj | None:
+        """Deletes the object; one with finalizers is only marked (metadata.deletionTimestamp) and
+        stays until its controllers remove them (apiserver registry/generic/registry/store.go
+        Delete, updateForGracefulDeletionAndFinalizers). Returns the object as it now is, or None
+        when there was none."""
         with self.lock:
-            return self._objects.pop((rt, namespace if rt.namespaced else "", name), None)
+            key = (rt, namespace if rt.namespaced else "", name)
+            obj = self._objects.get(key)
+            if obj is None:
+                return None
+            if not obj["metadata"].get("finalizers"):
+                return self._objects.pop(key)
+            if not obj["metadata"].get("deletionTimestamp"):
+                obj["metadata"]["deletionTimestamp"] = now_rfc3339()
+                obj["metadata"]["resourceVersion"] = self.resource_version
+            return copy.deepcopy(obj)

@@ -22,6 +22,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
+from applier.cluster import node_can_cure
 from applier.kube import NODES, ApiError, ConfigError, KubeClient
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -208,6 +209,47 @@ def test_wrong_manifests_or_options_exit_2_naming_the_file_or_option(tmp_path, p
     assert result.returncode == 2, result.stdout + result.stderr
     assert message in result.stdout, result.stdout
     assert "Traceback" not in result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--teardown"], "--teardown needs --prune-selector"),
+    (["--prune-selector=app.kubernetes.io/instance=r"], "--prune-selector and --keep-inference-set go with --teardown"),
+    (["--keep-inference-set=r-batch"], "--prune-selector and --keep-inference-set go with --teardown"),
+])
+def test_teardown_options_out_of_place_exit_2(tmp_path: Path, args: list[str], message: str) -> None:
+    result = run_applier(f"--manifests={tmp_path}", "--namespace=llm", "--release=r", *args)
+    assert result.returncode == 2 and message in result.stderr, result.stderr
+    assert "Traceback" not in result.stdout + result.stderr
+
+
+def test_a_teardown_anchor_that_is_not_a_deployment_exits_2(tmp_path: Path) -> None:
+    (tmp_path / "batch.node-anchor.yaml").write_text("apiVersion: v1\nkind: Pod\nmetadata: {name: x}\n")
+    result = run_applier(f"--manifests={tmp_path}", "--namespace=llm", "--release=r", "--teardown", "--prune-selector=a=b",
+                         "--api-server=http://127.0.0.1:9")
+    assert result.returncode == 2 and "batch.node-anchor.yaml: expected a Deployment, found v1/Pod" in result.stdout, result.stdout
+
+
+# KAITO's refusals as its webhook sends them (knative's "validation failed: " and one error per
+# line, details on the next), from api/v1beta1/workspace_validation.go and inferenceset_validation.go.
+_DENIED = 'admission webhook "validation.inferenceset.kaito.sh" denied the request: validation failed: '
+
+
+@pytest.mark.parametrize("errors, curable", [
+    ("No nodes found matching the specified label selector: ", True),
+    ("Failed to get GPU config from nvidia labels on node gpu-1: missing required nvidia.com labels on node gpu-1: ", True),
+    ("Non-uniform GPU count: node gpu-2 has 8 GPUs, but previous node has 4 GPUs: ", True),
+    ("Failed to determine GPU configuration from existing nodes, ensure nodes have appropriate NVIDIA GPU labels: ", True),
+    ("invalid value: Standard_NC96ads_A100_v4: spec.template.resource.instanceType\n"
+     "instanceType must be empty when nodeProvisioner is byo", False),
+    ("invalid value: matchLabels must contain at least one non-reserved label: spec.template.labelSelector.matchLabels", False),
+    ("Failed to list nodes with labelSelector: nodes is forbidden: User cannot list resource nodes: ", False),
+    ("No nodes found matching the specified label selector: \n"
+     "invalid value: Standard_NC96ads_A100_v4: spec.template.resource.instanceType\n"
+     "instanceType must be empty when nodeProvisioner is byo", False),
+    ("invalid value: Unsupported inference preset name llama-3.3-70b-instuct: spec.template.inference.presetName", False),
+])
+def test_only_kaitos_node_refusals_are_worth_waiting_for(errors: str, curable: bool) -> None:
+    assert node_can_cure(_DENIED + errors) is curable
 
 
 def test_a_missing_manifests_directory_exits_2(tmp_path: Path) -> None:

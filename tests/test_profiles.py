@@ -118,6 +118,8 @@ def test_serving_objects_are_kept_on_uninstall(render: Render, profile: str) -> 
     if any(o.embedded_in for o in rendering.objects):
         args = rendering.find("Job", "hybrid-llm-serving-applier")["spec"]["template"]["spec"]["containers"][0]["args"]
         assert "--owner-configmap=hybrid-llm-serving" in args and not any(a.startswith("--prune-selector") for a in args)
+        # Nothing deletes a kept InferenceSet: no prune or teardown Job.
+        assert [j["metadata"]["name"] for j in rendering.of_kind("Job") if "serving" in j["metadata"]["name"]] == ["hybrid-llm-serving-applier"]
 
 
 def test_keep_policy_can_be_switched_off(render: Render) -> None:
@@ -130,7 +132,13 @@ def test_keep_policy_can_be_switched_off(render: Render) -> None:
     for iset in rendering.of_kind("InferenceSet"):
         assert iset["metadata"]["ownerReferences"] == [{
             "apiVersion": "v1", "kind": "ConfigMap", "name": "hybrid-llm-serving", "uid": "SERVING-CONFIGMAP-UID"}]
-    args = rendering.find("Job", "hybrid-llm-serving-applier")["spec"]["template"]["spec"]["containers"][0]["args"]
-    options = dict(arg.removeprefix("--").split("=", 1) for arg in args)
-    assert options["owner-configmap"] == "hybrid-llm-serving" and options["owner-uid-placeholder"] == "SERVING-CONFIGMAP-UID"
-    assert options["prune-selector"] == "app.kubernetes.io/instance=hybrid-llm,app.kubernetes.io/part-of=hybrid-llm"
+    # The release's InferenceSets go before `helm uninstall` (pre-delete) and before an upgrade
+    # that disables their path (pre-upgrade), each once a node KAITO needs for the deletion is up.
+    for job, hook in (("hybrid-llm-serving-prune", "pre-upgrade,pre-rollback"), ("hybrid-llm-serving-teardown", "pre-delete")):
+        rendered = rendering.find("Job", job)
+        assert rendered["metadata"]["annotations"]["helm.sh/hook"] == hook
+        args = rendered["spec"]["template"]["spec"]["containers"][0]["args"]
+        options = dict(arg.removeprefix("--").split("=", 1) for arg in args if "=" in arg)
+        assert "--teardown" in args
+        assert options["owner-configmap"] == "hybrid-llm-serving" and options["owner-uid-placeholder"] == "SERVING-CONFIGMAP-UID"
+        assert options["prune-selector"] == "app.kubernetes.io/instance=hybrid-llm,app.kubernetes.io/part-of=hybrid-llm"

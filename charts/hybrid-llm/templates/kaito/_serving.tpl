@@ -93,8 +93,10 @@ EnsureNodesReady), and its webhook refuses the InferenceSet until such a node ca
 specified label selector"). With no Pending pod, neither Karpenter nor the cluster autoscaler adds
 a node, so nothing would ever start. This pause pod is Pending on exactly the path's node labels and
 taints, which makes the path's pool bring up one node. The applier Job creates it only while
-the path has no admissible node, and deletes it once a vLLM pod holds the node: left in place it
-would keep a node of its own after a scale-down.
+the path has no admissible node, and deletes it once a vLLM pod holds the node, or when it gives up
+waiting: left in place it would keep a node of its own after a scale-down, or start one hours later
+when capacity returns. Rendered for both paths, enabled or not: deleting a byo InferenceSet needs a
+matching node too (applier/teardown.py).
 */}}
 {{- define "hybrid-llm.path.nodeAnchor" -}}
 {{- $ := .root -}}
