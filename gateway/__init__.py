@@ -3,7 +3,8 @@
 Modules, one job each:
   config      load and check the YAML config, with errors that name the file and field
   keys        hashed gateway API keys and what each may use; re-read when the file changes
-  routing     pick a route (primary backend and fallbacks) for a request
+  routing     pick a route (primary backend or split arms, and fallbacks) for a request
+  split       weighted, sticky splits: the arm a request lands on, by a stable hash or at random
   backends    one upstream: its URLs, credentials, timeouts, in-flight limit and circuit breaker,
               and the Lease that owns one attempt's slot and circuit ticket
   circuit     the circuit breaker

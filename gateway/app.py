@@ -37,6 +37,7 @@ class Gateway:
         self.keys = KeyStore.load(config.auth.keys_file, set(self.backends)) if config.auth.enabled else None
         self.metrics = GatewayMetrics(self.backends.values())
         self.proxy = Proxy(config, self.backends, self.keys, self.metrics)
+        self.metrics.prepare(self.proxy.router)
         self.draining = False
         self.models_body = orjson.dumps({"object": "list", "data": [
             {"id": name, "object": "model", "created": 0, "owned_by": "hybrid-llm"} for name in config.models]})

@@ -83,14 +83,49 @@ class AzureOpenAIBackend(_BackendBase):
 Backend = Annotated[Union[VllmBackend, AzureOpenAIBackend], Field(discriminator="kind")]
 
 
+class SplitArm(_Strict):
+    backend: str = Field(min_length=1)
+    # A share of the route's traffic, relative to the other arms' weights; 0 drains the arm.
+    weight: NonNegative
+
+
 class Route(_Strict):
-    primary: str
+    """One primary backend, or weighted `split` arms, then ordered fallbacks."""
+
+    primary: str | None = Field(None, min_length=1)
+    split: list[SplitArm] | None = Field(None, min_length=1)
+    # What keeps a user on one arm: `header:<name>` (that request header's value) or `key` (the
+    # API key's name). Requests without it, or a split without stickyBy, are spread by weight.
+    sticky_by: str | None = Field(None, alias="stickyBy", pattern=r"^(key|header:[!#$%&'*+.^_`|~0-9A-Za-z-]+)$")
     fallbacks: list[str] = []
     # Wait up to this long for the primary (scaled to zero, evicted, full) before the fallbacks.
     queue_seconds: float = Field(0.0, ge=0, le=600, alias="queueSeconds")
     # Traffic classes this route serves: a key limited to other classes may not reach it, by
     # any rule. Unset: the classes whose routing.classRoutes entry names this route (none: any key).
     classes: list[str] | None = None
+
+    @model_validator(mode="after")
+    def _primary_or_split(self) -> "Route":
+        if (self.primary is None) == (self.split is None):
+            raise ValueError("set either primary (one backend) or split (weighted arms), not both and not neither")
+        if self.split is not None:
+            arms = [arm.backend for arm in self.split]
+            repeated = sorted({arm for arm in arms if arms.count(arm) > 1})
+            if repeated:
+                raise ValueError(f"split names backend {', '.join(map(repr, repeated))} more than once: "
+                                 "give each backend one arm and one weight")
+            if all(arm.weight == 0 for arm in self.split):
+                raise ValueError("every split weight is 0, so no arm would get traffic: give at least one arm "
+                                 "a weight above 0 (an arm at 0 is drained)")
+        elif self.sticky_by is not None:
+            raise ValueError("stickyBy only applies to a split: remove it, or replace primary with split arms")
+        return self
+
+    @property
+    def backends(self) -> list[str]:
+        """Every backend the route names: its primary or split arms, then its fallbacks."""
+        first = [self.primary] if self.primary is not None else [arm.backend for arm in self.split or ()]
+        return [*first, *self.fallbacks]
 
 
 RuleName = Literal["backendHeader", "classHeader", "structuredOutput", "model"]
@@ -158,9 +193,13 @@ class GatewayConfig(_Strict):
     def _references_resolve(self) -> "GatewayConfig":
         problems = []
         for name, route in self.routes.items():
-            for backend in [route.primary, *route.fallbacks]:
+            for backend in route.backends:
                 if backend not in self.backends:
                     problems.append(f"routes.{name} names backend {backend!r}, which is not in backends")
+            if route.sticky_by == "key" and not self.auth.enabled:
+                problems.append(f"routes.{name}.stickyBy is key, but auth.enabled is false: every request "
+                                "would have the same key and land on one arm. Use stickyBy: header:<name>, "
+                                "or turn auth on")
         named = {
             "routing.defaultRoute": self.routing.default_route,
             "routing.structuredOutputRoute": self.routing.structured_output_route,

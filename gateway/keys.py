@@ -19,13 +19,14 @@ import hashlib
 import os
 import secrets
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from .config import ConfigError
+from .split import sticky_point
 
 ANY = "*"
 
@@ -50,6 +51,11 @@ class ApiKey:
     classes: frozenset[str]
     backends: frozenset[str]
     backend_override: bool
+    # Where the key falls on a split stickyBy key (split.py): worked out once, when it is loaded.
+    sticky_point: int = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "sticky_point", sticky_point(self.name))
 
     def may_use_class(self, traffic_class: str) -> bool:
         return ANY in self.classes or traffic_class in self.classes

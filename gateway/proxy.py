@@ -129,6 +129,10 @@ class Proxy:
         self.watchdog = StreamWatchdog(tick_seconds=min(1.0, max(0.05, idle / 4)))
         self.session: aiohttp.ClientSession | None = None
 
+    @property
+    def router(self) -> Router:
+        return self._router
+
     # ---- request handling -------------------------------------------------------------------
 
     def authenticate(self, request: Request) -> ApiKey | None:
@@ -380,7 +384,7 @@ class Proxy:
         try:
             chunk = relay.feed(first)
             first_out = time.perf_counter()
-            self._metrics.ttft_of(backend.name).observe(first_out - started)
+            self._metrics.series(route, backend.name).ttft.observe(first_out - started)
             if chunk:
                 yield chunk
             while True:
@@ -454,9 +458,13 @@ class Proxy:
     def _finish(self, route: str, backend: UpstreamBackend, status: str, usage: Any, started: float, sent: float,
                 received: float, request_id: str, streamed: bool = False) -> None:
         now = time.perf_counter()
-        prompt, completion = self._metrics.usage(backend, usage)
+        series = self._metrics.series(route, backend.name)
+        prompt, completion = self._metrics.usage(series, backend, usage)
         self._metrics.request(route, backend.name, status)
-        self._metrics.duration_of(backend.name).observe(now - started)
+        series.duration.observe(now - started)
+        if streamed and status == "200" and completion and now > received:
+            # `received` is when the first token went out: this is decode speed, not queueing.
+            series.tokens_per_second.observe(completion / (now - received))
         # Before the upstream call, plus (non-streaming) the work after its answer arrived.
         added = (sent - started) + (0.0 if streamed else now - received)
         self._metrics.added.observe(added)

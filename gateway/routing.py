@@ -4,19 +4,23 @@
   classHeader       x-llm-class: customer|batch picks that class's route; keys need the class
   structuredOutput  response_format.type == json_schema goes to the structured-output route
   model             the public model's own route (an alias such as `code`)
-and otherwise the default route. A route is a primary backend and ordered fallbacks; backends the
-key may not use are left out. Whichever rule picked it, the route must serve a traffic class the
-key may use (routes that serve no class are open to every key).
+and otherwise the default route. A route is a primary backend, or weighted split arms (split.py
+picks one per request, sticky by a header or the key), then ordered fallbacks; backends the key
+may not use are left out. Whichever rule picked it, the route must serve a traffic class the key
+may use (routes that serve no class are open to every key).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any
+
+from starlette.datastructures import Headers
 
 from .backends import UpstreamBackend
 from .config import GatewayConfig
 from .keys import ANY, ApiKey
+from .split import Split
 
 
 @dataclass(frozen=True)
@@ -24,6 +28,7 @@ class Decision:
     route: str
     candidates: tuple[UpstreamBackend, ...]
     queue_seconds: float = 0.0
+    arm: str = ""  # on a split route, the arm the request landed on (before any fallback)
 
 
 @dataclass(frozen=True)
@@ -45,14 +50,15 @@ class Router:
         self._default_route = routing.default_route
         self._model_routes = {name: model.route for name, model in config.models.items()}
         self._routes = {
-            name: tuple(backends[b] for b in (route.primary, *route.fallbacks))
-            for name, route in config.routes.items()
+            name: tuple(backends[b] for b in route.backends)
+            for name, route in config.routes.items() if route.split is None
         }
+        self._splits = {name: Split(route, backends) for name, route in config.routes.items() if route.split}
         self._pinned = {name: (backend,) for name, backend in backends.items()}
         self._queue = {name: route.queue_seconds for name, route in config.routes.items()}
         self._route_classes = {name: config.route_classes(name) for name in config.routes}
 
-    def decide(self, headers: Mapping[str, str], payload: dict[str, Any], model: str, key: ApiKey) -> Decision | Refusal:
+    def decide(self, headers: Headers, payload: dict[str, Any], model: str, key: ApiKey) -> Decision | Refusal:
         route = None
         for rule in self._order:
             if rule == "backendHeader":
@@ -84,12 +90,38 @@ class Router:
         if classes and ANY not in key.classes and not classes & key.classes:
             return Refusal(403, f"this key may not use route {route!r}, which serves traffic class "
                            f"{', '.join(sorted(classes))}" + self._class_hint(key), "class_not_allowed")
-        candidates = tuple(b for b in self._routes[route] if key.may_use_backend(b.name))
+        split = self._splits.get(route)
+        if split is None:
+            chain, arm = self._routes[route], ""
+        else:
+            index = split.pick(headers, key.sticky_point)
+            chain, arm = split.chains[index], split.arms[index]
+        candidates = tuple(b for b in chain if key.may_use_backend(b.name))
         if not candidates:
             return Refusal(403, f"this key may use none of the backends of route {route!r}", "backend_not_allowed")
-        # Queueing only makes sense while the primary itself may still serve this key.
-        queue = self._queue[route] if candidates[0] is self._routes[route][0] else 0.0
-        return Decision(route, candidates, queue)
+        if split is not None:
+            split.counts[index] += 1
+        # Queueing only makes sense while the primary (or the arm) itself may still serve this key.
+        queue = self._queue[route] if candidates[0] is chain[0] else 0.0
+        return Decision(route, candidates, queue, arm)
+
+    def reachable(self) -> dict[str, tuple[str, ...]]:
+        """The backends each route (pinned ones included) may send a request to."""
+        routes = {name: tuple(b.name for b in chain) for name, chain in self._routes.items()}
+        for name, split in self._splits.items():
+            routes[name] = tuple(dict.fromkeys(b.name for chain in split.chains for b in chain))
+        for name, (backend,) in self._pinned.items():
+            routes[f"pinned:{name}"] = (backend.name,)
+        return routes
+
+    def split_arms(self) -> dict[str, dict[str, float]]:
+        """Each split route's arms and their configured shares."""
+        return {name: split.shares() for name, split in self._splits.items()}
+
+    def split_counts(self) -> list[tuple[str, str, int]]:
+        """(route, arm, requests that landed on it) for every arm of every split route."""
+        return [(name, arm, count) for name, split in self._splits.items()
+                for arm, count in zip(split.arms, split.counts)]
 
     def _class_hint(self, key: ApiKey) -> str:
         usable = sorted(c for c in key.classes if c in self._class_routes)

@@ -17,9 +17,16 @@ from __future__ import annotations
 import asyncio
 import copy
 import dataclasses
+import hashlib
 import json
+import shutil
+import urllib.parse
+import urllib.request
 import os
+import signal
 import socket
+import subprocess
+import sys
 import threading
 import time
 import zlib
@@ -346,6 +353,46 @@ class RunningGateway:
         return self.metric("llm_gateway_fallbacks_total", **{"from": source, "to": target, "reason": reason})
 
 
+class GatewayProcess:
+    """`python -m gateway` as its own process on 127.0.0.1, ready when entered. `hash_seed` sets
+    PYTHONHASHSEED, so two processes can be made to differ in everything Python salts."""
+
+    def __init__(self, config_path: Path, hash_seed: str = "random", env: dict[str, str] | None = None) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self._command = [sys.executable, "-m", "gateway", "--config", str(config_path),
+                         "--host", "127.0.0.1", "--port", str(self.port), "--log-level", "WARNING"]
+        self._env = {"PATH": "/usr/bin:/bin", "AOAI_API_KEY": "aoai-test-key", "PYTHONHASHSEED": hash_seed,
+                     **(env or {})}
+        self.process: subprocess.Popen[str] | None = None
+
+    def __enter__(self) -> "GatewayProcess":
+        self.process = subprocess.Popen(self._command, cwd=REPO_ROOT, env=self._env, text=True,
+                                        stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                if httpx.get(self.url + "/readyz", timeout=2).status_code == 200:
+                    return self
+            except httpx.TransportError:
+                pass
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                self.__exit__()
+                output = self.process.stdout.read() if self.process.stdout else ""
+                raise RuntimeError(f"gateway process did not become ready:\n{output}")
+            time.sleep(0.1)
+
+    def __exit__(self, *exc: object) -> None:
+        if self.process is None or self.process.poll() is not None:
+            return
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            self.process.wait(20)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait(5)
+
+
 @contextmanager
 def upstream_stubs(customer: dict[str, Any] | None = None) -> Iterator[dict[str, FaultyUpstream]]:
     """The three upstreams of the example config as real servers: two vLLM paths and an
@@ -379,6 +426,59 @@ def example_gateway(config: dict[str, Any], **options: Any) -> Iterator[RunningG
             os.environ.pop("AOAI_API_KEY", None)
         else:
             os.environ["AOAI_API_KEY"] = previous
+
+
+def expected_arm(value: str, arms: list[tuple[str, float]]) -> str:
+    """The arm a sticky value lands on by the documented rule (README, gateway/split.py), worked
+    out independently of the gateway's code: BLAKE2b-64 of the UTF-8 value, as a fraction of
+    2**64, against the cumulative weights in config order."""
+    point = int.from_bytes(hashlib.blake2b(value.encode("utf-8"), digest_size=8).digest(), "big") / 2**64
+    total = sum(weight for _, weight in arms)
+    running = 0.0
+    for name, weight in arms:
+        running += weight / total
+        if point < running:
+            return name
+    return arms[-1][0]
+
+
+@contextmanager
+def prometheus_scraping(jobs: list[dict[str, Any]], folder: Path) -> Iterator[str]:
+    """A real Prometheus (Debian's package) scraping the given scrape_configs every second; yields
+    its URL once it is ready."""
+    binary = shutil.which("prometheus")
+    if binary is None:
+        raise RuntimeError("Debian's prometheus package is needed: `make test` installs it")
+    config = {"global": {"scrape_interval": "1s", "evaluation_interval": "1s"}, "scrape_configs": jobs}
+    (folder / "prometheus.yml").write_text(yaml.safe_dump(config), encoding="utf-8")
+    port = free_port()
+    process = subprocess.Popen([binary, f"--config.file={folder / 'prometheus.yml'}", f"--storage.tsdb.path={folder / 'data'}",
+                                f"--web.listen-address=127.0.0.1:{port}", "--log.level=warn"],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                urllib.request.urlopen(f"{url}/-/ready", timeout=1)
+                break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise RuntimeError("prometheus did not start") from None
+                time.sleep(0.2)
+        yield url
+    finally:
+        process.terminate()
+        process.wait(10)
+
+
+def prometheus_query(url: str, promql: str) -> list[dict[str, Any]]:
+    """An instant query's result vector: [{"metric": {...}, "value": [time, "text"]}, ...]."""
+    with urllib.request.urlopen(f"{url}/api/v1/query?{urllib.parse.urlencode({'query': promql})}", timeout=10) as response:
+        body = json.load(response)
+    if body.get("status") != "success":
+        raise AssertionError(f"prometheus refused {promql}: {body}")
+    return body["data"]["result"]
 
 
 def sse_data(text: str) -> list[Any]:

@@ -202,3 +202,106 @@ def test_schema_rejects_bad_limits(render: Render, values: dict, phrase: str) ->
     with pytest.raises(UserError) as raised:
         render("hybrid", {"gateway": values})
     assert "values.schema.json rejects" in str(raised.value) and phrase in str(raised.value)
+
+
+# ---- A/B splits (gateway.splits.<path>) ------------------------------------------------------------
+
+AZURE = "azure-gpt-5-4-mini"
+
+
+def split_values(path: str = "customer", **split) -> dict:
+    return {"gateway": {"splits": {path: {"enabled": True, **split}}}}
+
+
+def test_a_split_becomes_the_paths_route(render: Render) -> None:
+    config = config_of(render("hybrid", split_values(vllmWeight=65, azureOpenAIWeight=35)))
+    GatewayConfig.model_validate(config)
+    assert config["routes"]["customer"] == {
+        "split": [{"backend": "vllm-customer", "weight": 65}, {"backend": AZURE, "weight": 35}],
+        "stickyBy": "header:x-llm-user",
+        # Each arm falls back along the path's chain; the gateway skips the arm in its own chain.
+        "fallbacks": ["vllm-customer", AZURE]}
+    # Everything else keeps its shape: batch, and the routes of the code alias and structured output.
+    assert config["routes"]["batch"] == {"primary": "vllm-batch", "fallbacks": [AZURE]}
+    assert config["routes"]["structured"] == {"primary": AZURE}
+    assert config["models"]["code"] == {"route": "customer"}
+
+
+def test_a_batch_split_keeps_the_batch_chain_and_queue(render: Render) -> None:
+    values = {"gateway": {"splits": {"batch": {"enabled": True, "vllmWeight": 0, "azureOpenAIWeight": 1,
+                                               "stickyBy": ""}},
+                          "batchFallbacks": ["customer", "azureOpenAI"], "batchQueueSeconds": 60}}
+    config = config_of(render("hybrid", values))
+    GatewayConfig.model_validate(config)
+    assert config["routes"]["batch"] == {
+        "split": [{"backend": "vllm-batch", "weight": 0}, {"backend": AZURE, "weight": 1}],
+        "fallbacks": ["vllm-batch", "vllm-customer", AZURE], "queueSeconds": 60}
+
+
+def test_without_a_split_every_render_is_unchanged(render: Render) -> None:
+    """Weights and stickiness of a split that is not enabled change nothing at all."""
+    dormant = {"gateway": {"splits": {name: {"enabled": False, "vllmWeight": 1, "azureOpenAIWeight": 99, "stickyBy": "key"}
+                                      for name in ("customer", "batch")}}}
+    for profile in ("hybrid", "aoai-only", "on-demand"):
+        assert render(profile).to_yaml() == render(profile, dormant).to_yaml(), profile
+    assert config_of(render("hybrid"))["routes"]["customer"] == {"primary": "vllm-customer", "fallbacks": [AZURE]}
+
+
+def test_the_incident_switch_overrides_a_split(render: Render) -> None:
+    values = {"gateway": {"forceAzureOpenAI": True, "splits": {"customer": {"enabled": True, "azureOpenAIWeight": 10}}}}
+    assert config_of(render("hybrid", values))["routes"]["customer"] == {"primary": AZURE, "fallbacks": []}
+
+
+@pytest.mark.parametrize("split,phrase", [
+    ({"vllmWeight": -1}, "/gateway/splits/customer/vllmWeight"),
+    ({"azureOpenAIWeight": -0.5}, "/gateway/splits/customer/azureOpenAIWeight"),
+    ({"azureOpenAIWeight": "35%"}, "/gateway/splits/customer/azureOpenAIWeight"),
+    ({"stickyBy": "cookie:session"}, "/gateway/splits/customer/stickyBy"),
+    ({"stickyBy": "header:"}, "/gateway/splits/customer/stickyBy"),
+    ({"weight": 5}, "additional properties 'weight' not allowed"),
+])
+def test_schema_rejects_bad_splits(render: Render, split: dict, phrase: str) -> None:
+    with pytest.raises(UserError) as raised:
+        render("hybrid", split_values(**split))
+    assert "values.schema.json rejects" in str(raised.value) and phrase in str(raised.value)
+
+
+def test_the_rendered_split_routes_users_in_the_real_gateway(render: Render, tmp_path, monkeypatch) -> None:
+    """The chart's config, with only the cluster addresses and secrets swapped for local ones,
+    splits real traffic by the chart's weights."""
+    import httpx
+
+    from gateway_harness import DEMO_KEY, FaultyUpstream, RunningGateway, write_keys
+
+    config = config_of(render("hybrid", split_values(vllmWeight=65, azureOpenAIWeight=35)))
+    stubs = {"vllm-customer": FaultyUpstream(name="vllm-customer").start(),
+             "vllm-batch": FaultyUpstream(name="vllm-batch").start(),
+             AZURE: FaultyUpstream(name=AZURE, azure=True).start()}
+    try:
+        for name, stub in stubs.items():
+            backend = config["backends"][name]
+            if backend["kind"] == "vllm":
+                backend["baseURL"] = f"http://127.0.0.1:{stub.port}/v1"
+            else:
+                backend["endpoint"] = f"http://127.0.0.1:{stub.port}"
+                backend["auth"] = {"type": "apiKey", "apiKeyEnv": "AOAI_API_KEY"}
+        keys = tmp_path / "keys.yaml"
+        write_keys(keys, {DEMO_KEY: {"name": "demo"}})
+        config["auth"]["keysFile"] = str(keys)
+        monkeypatch.setenv("AOAI_API_KEY", "k")
+        landed = []
+        with RunningGateway(config) as gateway, httpx.Client(base_url=gateway.url) as client:
+            for n in range(400):
+                response = client.post("/v1/chat/completions", json={"model": "llama-3.3-70b", "messages": [
+                    {"role": "user", "content": "hi"}]}, headers={"Authorization": f"Bearer {DEMO_KEY}",
+                                                                  "x-llm-user": f"user-{n}"})
+                assert response.status_code == 200 and response.headers["x-llm-route"] == "customer"
+                landed.append(response.headers["x-llm-backend"])
+            again = client.post("/v1/chat/completions", json={"model": "llama-3.3-70b", "messages": [
+                {"role": "user", "content": "hi"}]}, headers={"Authorization": f"Bearer {DEMO_KEY}", "x-llm-user": "user-7"})
+            assert again.headers["x-llm-backend"] == landed[7]
+    finally:
+        for stub in stubs.values():
+            stub.stop()
+    assert set(landed) == {"vllm-customer", AZURE}
+    assert abs(100 * landed.count("vllm-customer") / len(landed) - 65) <= 7

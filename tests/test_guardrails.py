@@ -144,6 +144,21 @@ GUARDRAILS: list[tuple[str, str, dict[str, Any], list[str]]] = [
     ("gateway-autoscaling-bounds", "hybrid",
      {"gateway": {"autoscaling": {"minReplicas": 5, "maxReplicas": 3}}},
      ["gateway.autoscaling.minReplicas (5) is above maxReplicas (3)"]),
+    ("split-needs-its-path", "hybrid",
+     {"gateway": {"splits": {"batch": {"enabled": True, "azureOpenAIWeight": 10}}}, "paths": {"batch": {"enabled": False}}},
+     ["gateway.splits.batch.enabled is true but paths.batch.enabled is false", "vllm-batch arm does not exist",
+      "gateway.splits.batch.enabled=false"]),
+    ("split-needs-azure-openai", "on-demand",
+     {"gateway": {"splits": {"customer": {"enabled": True, "azureOpenAIWeight": 10}}}, "azureOpenAI": {"enabled": False}},
+     ["gateway.splits.customer.enabled is true but azureOpenAI.enabled is false", "enable azureOpenAI"]),
+    ("split-weights-not-all-zero", "hybrid",
+     {"gateway": {"splits": {"customer": {"enabled": True, "vllmWeight": 0, "azureOpenAIWeight": 0}}}},
+     ["gateway.splits.customer.vllmWeight and gateway.splits.customer.azureOpenAIWeight are both 0",
+      "an arm at 0 is drained"]),
+    ("split-sticky-by-key-needs-auth", "hybrid",
+     {"gateway": {"splits": {"batch": {"enabled": True, "azureOpenAIWeight": 5, "stickyBy": "key"}},
+                  "auth": {"enabled": False}}},
+     ["gateway.splits.batch.stickyBy is key but gateway.auth.enabled is false", "stickyBy=header:<name>"]),
 ]
 
 

@@ -18,6 +18,10 @@ from hybridllm import figures
 from hybridllm.layout import REPO_ROOT
 
 
+def split(*arms: tuple[str, float]) -> dict:
+    return {"split": [{"backend": backend, "weight": weight} for backend, weight in arms]}
+
+
 def write(tmp_path: Path, config: dict) -> Path:
     path = tmp_path / "gateway.yaml"
     path.write_text(yaml.safe_dump(config), encoding="utf-8")
@@ -62,6 +66,26 @@ def test_example_prices_come_from_the_figures_file() -> None:
     (lambda c: c["server"].update(uploadTimeoutSeconds=0), "server.uploadTimeoutSeconds: Input should be greater than 0"),
     (lambda c: c["server"].update(maxUpstreamBodyBytes=10), "server.maxUpstreamBodyBytes: Input should be greater"),
     (lambda c: c["server"].update(maxRequestIdLength=4096), "server.maxRequestIdLength: Input should be less"),
+    # Splits: weights >= 0 and not all 0, arms that exist and do not repeat, primary or split.
+    (lambda c: c["routes"].update(ab=split(("vllm-customer", -1), ("azure-openai", 1))),
+     "routes.ab.split.0.weight: Input should be greater than or equal to 0"),
+    (lambda c: c["routes"].update(ab=split(("vllm-customer", 0), ("azure-openai", 0))),
+     "routes.ab: every split weight is 0, so no arm would get traffic"),
+    (lambda c: c["routes"].update(ab=split(("vllm-customer", 1), ("vllm-custmer", 1))),
+     "routes.ab names backend 'vllm-custmer', which is not in backends"),
+    (lambda c: c["routes"].update(ab=split(("vllm-customer", 1), ("vllm-customer", 2))),
+     "routes.ab: split names backend 'vllm-customer' more than once"),
+    (lambda c: c["routes"].update(ab={**split(("vllm-customer", 1)), "primary": "vllm-batch"}),
+     "routes.ab: set either primary (one backend) or split (weighted arms), not both"),
+    (lambda c: c["routes"].update(ab={"fallbacks": ["vllm-batch"]}), "routes.ab: set either primary"),
+    (lambda c: c["routes"].update(ab={"split": []}), "routes.ab.split: List should have at least 1 item"),
+    (lambda c: c["routes"].update(ab={**split(("vllm-customer", 1)), "stickyBy": "cookie:session"}),
+     "routes.ab.stickyBy: String should match pattern"),
+    (lambda c: c["routes"].update(ab={"primary": "vllm-batch", "stickyBy": "key"}),
+     "routes.ab: stickyBy only applies to a split"),
+    (lambda c: c["routes"].update(ab={"split": [{"backend": "vllm-batch"}]}), "routes.ab.split.0.weight: Field required"),
+    (lambda c: (c["auth"].update(enabled=False), c["routes"].update(ab={**split(("vllm-customer", 1)), "stickyBy": "key"})),
+     "routes.ab.stickyBy is key, but auth.enabled is false"),
 ])
 def test_bad_config_names_file_and_field(tmp_path: Path, change, message: str) -> None:
     config = example_config()

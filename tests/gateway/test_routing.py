@@ -7,6 +7,7 @@ from typing import Any, Iterator
 
 import httpx
 import pytest
+from starlette.datastructures import Headers
 
 from gateway.backends import UpstreamBackend
 from gateway.config import GatewayConfig
@@ -38,7 +39,7 @@ def router() -> Router:
 
 def decide(router: Router, headers: dict[str, str] | None = None, model: str = "llama-3.3-70b",
            api_key: ApiKey = UNRESTRICTED, **payload: Any) -> Decision | Refusal:
-    return router.decide(headers or {}, {"model": model, **payload}, model, api_key)
+    return router.decide(Headers(headers=headers or {}), {"model": model, **payload}, model, api_key)
 
 
 def names(decision: Decision | Refusal) -> tuple[str, list[str]]:
@@ -91,6 +92,47 @@ def test_queueing_only_while_the_primary_may_serve(router: Router) -> None:
     queued = Router(parsed, {n: UpstreamBackend(n, b) for n, b in parsed.backends.items()})
     assert decide(queued, {"x-llm-class": "batch"}).queue_seconds == 30
     assert decide(queued, {"x-llm-class": "batch"}, api_key=key(backends={"azure-openai"})).queue_seconds == 0
+
+
+def split_router(**route: Any) -> Router:
+    config = example_config()
+    config["backends"]["azure-openai"]["auth"] = {"type": "apiKey", "apiKeyFile": __file__}
+    config["routes"]["batch"] = route
+    parsed = GatewayConfig.model_validate(config)
+    return Router(parsed, {n: UpstreamBackend(n, b) for n, b in parsed.backends.items()})
+
+
+def test_a_split_route_names_its_arm_and_puts_it_first() -> None:
+    router = split_router(split=[{"backend": "vllm-batch", "weight": 1}, {"backend": "azure-openai", "weight": 1}],
+                          stickyBy="header:x-llm-user", fallbacks=["vllm-customer", "azure-openai"], queueSeconds=20)
+    chains = {}
+    for user in (f"u{n}" for n in range(50)):
+        decision = decide(router, {"x-llm-class": "batch", "x-llm-user": user})
+        assert isinstance(decision, Decision)
+        chains[decision.arm] = (names(decision)[1], decision.queue_seconds)
+    assert chains == {"vllm-batch": (["vllm-batch", "vllm-customer", "azure-openai"], 20),
+                      "azure-openai": (["azure-openai", "vllm-customer"], 20)}
+    # Routes without a split have no arm.
+    assert decide(router).arm == ""
+
+
+def test_an_arm_the_key_may_not_use_goes_to_its_fallbacks_without_queueing() -> None:
+    router = split_router(split=[{"backend": "vllm-batch", "weight": 1}], fallbacks=["azure-openai"], queueSeconds=20)
+    decision = decide(router, {"x-llm-class": "batch"}, api_key=key(backends={"azure-openai"}))
+    assert isinstance(decision, Decision)
+    assert (decision.arm, names(decision)[1], decision.queue_seconds) == ("vllm-batch", ["azure-openai"], 0)
+    refused = decide(router, {"x-llm-class": "batch"}, api_key=key(backends={"vllm-customer"}))
+    assert isinstance(refused, Refusal) and refused.code == "backend_not_allowed"
+
+
+def test_every_reachable_backend_is_known_at_start_up() -> None:
+    router = split_router(split=[{"backend": "vllm-batch", "weight": 0}, {"backend": "azure-openai", "weight": 2}],
+                          fallbacks=["vllm-customer"])
+    reachable = router.reachable()
+    assert reachable["batch"] == ("vllm-batch", "vllm-customer", "azure-openai")
+    assert reachable["customer"] == ("vllm-customer", "azure-openai")
+    assert reachable["pinned:vllm-batch"] == ("vllm-batch",)
+    assert router.split_arms() == {"batch": {"vllm-batch": 0.0, "azure-openai": 1.0}}
 
 
 # ---- over HTTP -------------------------------------------------------------------------------------

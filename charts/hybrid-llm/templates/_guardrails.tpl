@@ -185,5 +185,22 @@ The schema handles types, enums and ranges; these checks need more than one valu
 {{- if gt (int $g.autoscaling.minReplicas) (int $g.autoscaling.maxReplicas) }}
 {{- fail (printf "gateway.autoscaling.minReplicas (%d) is above maxReplicas (%d). Fix: make minReplicas <= maxReplicas." (int $g.autoscaling.minReplicas) (int $g.autoscaling.maxReplicas)) }}
 {{- end }}
+{{- range $name, $split := $g.splits }}
+{{- if $split.enabled }}
+{{- $at := printf "gateway.splits.%s" $name }}
+{{- if not (get $.Values.paths $name).enabled }}
+{{- fail (printf "%s.enabled is true but paths.%s.enabled is false: the split's vllm-%s arm does not exist. Fix: enable the path, or set %s.enabled=false." $at $name $name $at) }}
+{{- end }}
+{{- if not $aoai.enabled }}
+{{- fail (printf "%s.enabled is true but azureOpenAI.enabled is false: the split's other arm is the Azure OpenAI deployment azureOpenAI.fallbackModel, which does not exist. Fix: enable azureOpenAI (endpoint, deployments), or set %s.enabled=false." $at $at) }}
+{{- end }}
+{{- if and (le (float64 $split.vllmWeight) 0.0) (le (float64 $split.azureOpenAIWeight) 0.0) }}
+{{- fail (printf "%s.vllmWeight and %s.azureOpenAIWeight are both 0: no arm would get the %s route's requests. Fix: give at least one arm a weight above 0 (an arm at 0 is drained), or set %s.enabled=false." $at $at $name $at) }}
+{{- end }}
+{{- if and (eq $split.stickyBy "key") (not $g.auth.enabled) }}
+{{- fail (printf "%s.stickyBy is key but gateway.auth.enabled is false: without keys every request looks the same and would land on one arm. Fix: set %s.stickyBy=header:<name> (a header your clients send, such as x-llm-user), or turn gateway.auth on." $at $at) }}
+{{- end }}
+{{- end }}
+{{- end }}
 {{- end }}
 {{- end -}}

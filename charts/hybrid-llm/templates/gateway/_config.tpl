@@ -1,7 +1,9 @@
 {{/*
 The gateway's config file, derived from the enabled paths and the Azure OpenAI deployments.
 Backends: vllm-<path> for each enabled path, azure-<public model> for each deployment.
-Routes: customer, batch, structured (schema-strict output) and azure-<public model>.
+Routes: customer, batch, structured (schema-strict output) and azure-<public model>. With
+gateway.splits.<path>.enabled, the path's route is an A/B split between vllm-<path> and the
+Azure OpenAI fallback deployment instead of a primary.
 */}}
 
 {{- define "hybrid-llm.gateway.name" -}}
@@ -94,7 +96,17 @@ app.kubernetes.io/component: gateway
 {{- $classRoutes := dict }}
 {{- range $route, $chain := dict "customer" $customer "batch" $batch }}
 {{- if $chain }}
+{{- $split := get $g.splits $route }}
+{{- if and $split.enabled (not $g.forceAzureOpenAI) }}
+{{- /* A/B: the path's vLLM backend and Azure OpenAI as weighted arms; each falls back along the
+     path's usual chain (the gateway skips an arm in its own chain). Guardrails checked the arms. */}}
+{{- $arms := list (dict "backend" (printf "vllm-%s" $route) "weight" $split.vllmWeight)
+      (dict "backend" $fallback "weight" $split.azureOpenAIWeight) }}
+{{- $_ := set $routes $route (dict "split" $arms "fallbacks" $chain) }}
+{{- if $split.stickyBy }}{{ $_ := set (get $routes $route) "stickyBy" $split.stickyBy }}{{ end }}
+{{- else }}
 {{- $_ := set $routes $route (dict "primary" (first $chain) "fallbacks" (rest $chain)) }}
+{{- end }}
 {{- if and (eq $route "batch") $.Values.paths.batch.enabled $g.batchQueueSeconds (not $g.forceAzureOpenAI) }}
 {{- $_ := set (get $routes "batch") "queueSeconds" $g.batchQueueSeconds }}
 {{- end }}
