@@ -6,7 +6,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: render validate test tools crossover nodepools bench-gateway bench-validate crds clean
+.PHONY: render validate test tools crossover compare nodepools bench-gateway bench-validate crds clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -36,6 +36,11 @@ test: $(STAMP) tools
 ## The cost model for the default workload, and its picture for the README.
 crossover: $(STAMP)
 	$(PY) scripts/crossover.py --workload data/workloads/default.yaml --plot docs/img/crossover-default.png
+
+## The backends side by side on the same evaluation set (scripts/compare.py), run against local stub
+## upstreams through a real gateway: the table and picture in the README.
+compare: $(STAMP)
+	PYTHONPATH=scripts:. $(PY) tests/compare_stubs.py --concurrency 16 --plot docs/img/compare-stubs.png
 
 ## Print the `az aks nodepool add` commands for the aks-mode profile.
 nodepools: $(STAMP)
