@@ -1,6 +1,7 @@
 """The GitOps view of the GPU workloads: each profile's KAITO objects (InferenceSets or
 Workspaces and the ConfigMaps they name), written to kaito/<profile>/ for teams that apply them
-apart from Helm."""
+apart from Helm, and in the byo modes the node anchors that bring each path's first node up,
+written to kaito/<profile>/node-anchors/ (kaito/README.md says in which order to apply them)."""
 
 from __future__ import annotations
 
@@ -26,10 +27,14 @@ def _config_name(obj: dict[str, Any]) -> str | None:
 
 
 def kaito_objects(rendering: Rendering) -> list[dict[str, Any]]:
+    """The KAITO workloads, the ConfigMaps they name, and the KAITO install the profile declares (the
+    values of KAITO's chart it needs, for the team that installs KAITO and for validators)."""
     workloads = [o.obj for o in rendering.objects if o.kind in KAITO_KINDS]
     config_names = {_config_name(w) for w in workloads} - {None}
     configs = [o for o in rendering.of_kind("ConfigMap") if o["metadata"]["name"] in config_names]
-    return workloads + configs
+    declared = [o for o in rendering.of_kind("ConfigMap") if workloads
+                and o["metadata"].get("labels", {}).get("app.kubernetes.io/component") == "kaito-install"]
+    return workloads + configs + declared
 
 
 def _without_helm_bookkeeping(obj: dict[str, Any]) -> dict[str, Any]:
@@ -48,9 +53,9 @@ def _without_helm_bookkeeping(obj: dict[str, Any]) -> dict[str, Any]:
 # the chart's pools and node anchors, not from this folder: say so where the validator would ask.
 _GITOPS_WAIVERS = {
     "waive.hybrid-llm.io/converge-byo-apply-order":
-        "GitOps export: apply it after the path has a GPU-labelled node (kaito/README.md); the Helm chart's apply-serving Job does this itself",
+        "GitOps export: apply it after node-anchors/ has brought the path a GPU-labelled node (kaito/README.md); the Helm chart's apply-serving Job does this itself",
     "waive.hybrid-llm.io/converge-byo-node-source":
-        "GitOps export: the path's node pool and node anchor come from the Helm chart (kaito/README.md)",
+        "GitOps export: the path's node pool comes from the Helm chart or your own pools, its node anchor from node-anchors/ (kaito/README.md)",
 }
 
 
@@ -62,8 +67,27 @@ def _for_gitops(obj: dict[str, Any]) -> dict[str, Any]:
     return clean
 
 
+ANCHOR_DIR = "node-anchors"
+
+
+def node_anchor_objects(rendering: Rendering) -> list[dict[str, Any]]:
+    """The node anchors of the enabled paths and the NetworkPolicy that fences them, standalone: in the
+    render the anchors are owned by the serving ConfigMap, which a GitOps apply does not create, so
+    the owner reference goes (with it the garbage collector would delete them at once)."""
+    anchors = []
+    for rendered in rendering.objects:
+        labels = rendered.obj.get("metadata", {}).get("labels", {})
+        if rendered.embedded_in and rendered.kind == "Deployment" and labels.get("app.kubernetes.io/component", "").startswith("node-anchor-"):
+            anchor = copy.deepcopy(rendered.obj)
+            anchor["metadata"].pop("ownerReferences", None)
+            anchors.append(anchor)
+    policies = [o for o in rendering.of_kind("NetworkPolicy")
+                if o["metadata"].get("labels", {}).get("app.kubernetes.io/component") == "node-anchor"]
+    return anchors + policies if anchors else []
+
+
 def export_files(rendering: Rendering) -> dict[str, str]:
-    """File name -> content of kaito/<profile>/ for one rendering."""
+    """File name (relative to kaito/<profile>/) -> content, for one rendering."""
     header = _HEADER.format(profile=rendering.profile.name)
     files: dict[str, str] = {}
     for obj in kaito_objects(rendering):
@@ -76,6 +100,14 @@ def export_files(rendering: Rendering) -> dict[str, str]:
     }
     note = "" if files else "# This profile runs no GPU workloads.\n"
     files["kustomization.yaml"] = header + note + dump(kustomization)
+    anchors = {f"{ANCHOR_DIR}/{o['kind'].lower()}-{o['metadata']['name']}.yaml": header + dump(_without_helm_bookkeeping(o))
+               for o in node_anchor_objects(rendering)}
+    if anchors:
+        files.update(anchors)
+        files[f"{ANCHOR_DIR}/kustomization.yaml"] = header + (
+            "# Apply before the folder above, delete once a vLLM pod of each path runs (kaito/README.md).\n") + dump({
+                "apiVersion": "kustomize.config.k8s.io/v1beta1", "kind": "Kustomization",
+                "resources": sorted(name.removeprefix(f"{ANCHOR_DIR}/") for name in anchors)})
     return files
 
 
@@ -84,9 +116,12 @@ def write_export(rendering: Rendering, root: Path = KAITO_EXPORT_DIR) -> Path:
     folder = root / rendering.profile.name
     folder.mkdir(parents=True, exist_ok=True)
     files = export_files(rendering)
-    for stale in folder.glob("*.yaml"):
-        if stale.name not in files:
+    for stale in [*folder.glob("*.yaml"), *folder.glob(f"{ANCHOR_DIR}/*.yaml")]:
+        if stale.relative_to(folder).as_posix() not in files:
             stale.unlink()
+    if (folder / ANCHOR_DIR).is_dir() and not any((folder / ANCHOR_DIR).iterdir()):
+        (folder / ANCHOR_DIR).rmdir()
     for name, text in files.items():
+        (folder / name).parent.mkdir(parents=True, exist_ok=True)
         (folder / name).write_text(text, encoding="utf-8")
     return folder
