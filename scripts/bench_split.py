@@ -20,16 +20,12 @@ import sys
 import time
 from typing import Any
 
-from hybridllm.layout import REPO_ROOT
+from starlette.datastructures import Headers
 
-sys.path.insert(0, str(REPO_ROOT))
-
-from starlette.datastructures import Headers  # noqa: E402
-
-from gateway.backends import UpstreamBackend  # noqa: E402
-from gateway.config import GatewayConfig  # noqa: E402
-from gateway.keys import ApiKey  # noqa: E402
-from gateway.routing import Decision, Router  # noqa: E402
+from gateway.backends import UpstreamBackend
+from gateway.config import GatewayConfig
+from gateway.keys import ApiKey
+from gateway.routing import Decision, Router
 
 
 def _config() -> GatewayConfig:

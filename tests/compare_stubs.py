@@ -24,7 +24,7 @@ Delays: `delay` before the response headers (so the first token comes after it) 
 `token_delay` after each token, so time to first token is about `delay` and streaming tokens/s
 about 1 / `token_delay`.
 
-  PYTHONPATH=scripts:. python tests/compare_stubs.py [compare.py flags]   # what `make compare` runs
+  python tests/compare_stubs.py [compare.py flags]   # what `make compare` runs
 """
 
 from __future__ import annotations
@@ -260,8 +260,7 @@ def main(argv: list[str]) -> int:
             print(f"stub {name}: code right {settings['code_pass_rate']:.0%}, schema right "
                   f"{settings['schema_ok_rate']:.0%}, first token after {settings['delay'] * 1000:.0f} ms, "
                   f"{1 / settings['token_delay']:.0f} tokens/s", file=sys.stderr)
-        env = {**os.environ, "HYBRID_LLM_GATEWAY_KEY": DEMO_KEY,
-               "PYTHONPATH": os.pathsep.join([str(REPO_ROOT / "scripts"), str(REPO_ROOT)])}
+        env = {**os.environ, "HYBRID_LLM_GATEWAY_KEY": DEMO_KEY}
         done = subprocess.run([sys.executable, str(REPO_ROOT / "scripts" / "compare.py"), "--gateway", gateway.url,
                                "--backends", ",".join(MAKE_COMPARE), *argv], env=env, check=False)
         return done.returncode

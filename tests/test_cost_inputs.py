@@ -22,10 +22,10 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-import crossover
 from hybridllm import cost_figures
 from hybridllm.economics import Workload, analyse
 from hybridllm.errors import UserError
+from hybridllm.cli import crossover
 from hybridllm.layout import REPO_ROOT
 
 

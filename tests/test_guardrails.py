@@ -159,6 +159,20 @@ GUARDRAILS: list[tuple[str, str, dict[str, Any], list[str]]] = [
      {"gateway": {"splits": {"batch": {"enabled": True, "azureOpenAIWeight": 5, "stickyBy": "key"}},
                   "auth": {"enabled": False}}},
      ["gateway.splits.batch.stickyBy is key but gateway.auth.enabled is false", "stickyBy=header:<name>"]),
+    # issue 11: gateway knobs and image pins
+    ("extra-env-cannot-replace-the-charts-own", "hybrid",
+     {"gateway": {"extraEnv": [{"name": "PYTHONUNBUFFERED", "value": "0"}]}},
+     ["gateway.extraEnv sets PYTHONUNBUFFERED, which the chart sets itself", "remove that entry from gateway.extraEnv"]),
+    ("extra-env-names-are-distinct", "hybrid",
+     {"gateway": {"extraEnv": [{"name": "AZURE_LOG_LEVEL", "value": "info"}, {"name": "AZURE_LOG_LEVEL", "value": "debug"}]}},
+     ["gateway.extraEnv sets AZURE_LOG_LEVEL twice", "keep one entry for AZURE_LOG_LEVEL"]),
+    ("gateway-image-needs-a-tag-or-digest", "hybrid",
+     {"gateway": {"image": {"tag": ""}}},
+     ["gateway.image has neither a tag nor a digest", "ghcr.io/hybrid-llm/gateway alone would pull whatever `latest` is",
+      "set gateway.image.tag to a version, or gateway.image.digest"]),
+    ("anchor-image-needs-a-tag-or-digest", "hybrid",
+     {"serving": {"nodeAnchor": {"image": {"tag": "", "digest": ""}}}},
+     ["serving.nodeAnchor.image has neither a tag nor a digest", "registry.k8s.io/pause alone"]),
 ]
 
 

@@ -81,6 +81,6 @@ def test_the_readme_keys_commands_make_a_keys_file_the_gateway_loads(tmp_path) -
     assert lines[0].startswith(".venv/bin/python -m gateway.keys new") and "> team-a.yaml" in lines[0]
     script = "\n".join(lines).replace(".venv/bin/python", sys.executable)
     subprocess.run(["bash", "-euo", "pipefail", "-c", script], cwd=tmp_path, check=True, capture_output=True,
-                   env={"PYTHONPATH": str(REPO_ROOT), "PATH": "/usr/bin:/bin"})
+                   env={"PATH": "/usr/bin:/bin"})
     store = KeyStore.load(tmp_path / "keys.yaml", {"vllm-customer", "vllm-batch"})
     assert store is not None and "team-a" in (tmp_path / "keys.yaml").read_text()

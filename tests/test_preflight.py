@@ -5,7 +5,6 @@ scenario only the responses that differ from it."""
 
 from __future__ import annotations
 
-import importlib
 import json
 import subprocess
 import sys
@@ -19,6 +18,7 @@ from urllib.parse import urlsplit
 import pytest
 import yaml
 from hybridllm import helm
+from hybridllm.cli import preflight as preflight_cli
 from hybridllm.layout import REPO_ROOT
 from hybridllm.preflight.checks import Status, run_checks
 from hybridllm.preflight.cluster import ClusterSnapshot
@@ -31,7 +31,6 @@ from hybridllm.rendering import Rendering
 FIXTURES = Path(__file__).parent / "fixtures" / "cluster"
 TOKEN = "fixture-bearer-token"
 HF_TOKEN_FIXTURE = "hf_FIXTUREnotARealToken0123456789abcd"
-preflight_cli = importlib.import_module("preflight")
 
 
 class FakeApiServer:

@@ -83,18 +83,17 @@ class Servers:
             "models": {"llama-3.3-70b": {}},
         }
         (folder / "gateway.yaml").write_text(yaml.safe_dump(config))
-        env = {**os.environ, "PYTHONPATH": f"{REPO_ROOT / 'scripts'}{os.pathsep}{REPO_ROOT}"}
         cpus = sorted(os.sched_getaffinity(0))
         gateway_cpus, other_cpus = ({cpus[0]}, set(cpus[1:])) if self.pin else (set(cpus), set(cpus))
         if self.pin:
             os.sched_setaffinity(0, other_cpus)
         self._processes.append(subprocess.Popen(
             [sys.executable, "-m", "hybridllm.stub_upstream", "--port", str(self.stub_port),
-             "--delay", str(self.upstream_delay)], env=env, cwd=REPO_ROOT,
+             "--delay", str(self.upstream_delay)], cwd=REPO_ROOT,
             preexec_fn=lambda: os.sched_setaffinity(0, other_cpus)))
         self._processes.append(subprocess.Popen(
             [sys.executable, "-m", "gateway", "--config", str(folder / "gateway.yaml"), "--host", "127.0.0.1",
-             "--port", str(self.gateway_port), "--log-level", "WARNING"], env=env, cwd=REPO_ROOT,
+             "--port", str(self.gateway_port), "--log-level", "WARNING"], cwd=REPO_ROOT,
             stdout=subprocess.DEVNULL, preexec_fn=lambda: os.sched_setaffinity(0, gateway_cpus)))
         _wait_for(f"http://127.0.0.1:{self.stub_port}/v1/chat/completions")
         _wait_for(f"http://127.0.0.1:{self.gateway_port}/healthz")

@@ -7,7 +7,7 @@ chunk with empty `choices` and prompt-filter results. Misbehaviour (faults) is i
 test harness's subclass (tests/gateway_harness.py), so this hot loop stays as lean as a server
 the gateway would really sit in front of.
 
-  python -m hybridllm.stub_upstream --port 18001          # from scripts/
+  python -m hybridllm.stub_upstream --port 18001
 """
 
 from __future__ import annotations

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import re
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, Callable
@@ -58,6 +59,9 @@ class Rule:
     above_low: bool = False  # the low bound itself is not allowed
     choices: tuple[str, ...] = ()
 
+
+# Azure region and VM size names: letters and digits, with '_' in VM sizes (Standard_NC96ads_A100_v4).
+_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_-]*")
 
 # Upper bounds are far beyond any real deployment; they keep every sum finite.
 RULES: dict[str, Rule] = {
@@ -134,8 +138,8 @@ def _parse(key: str, value: Any, where: Where) -> Any:
             raise _error(where, key, f"is {value!r}, not a list of model names",
                          "write apiModels: [gpt-5-mini, gpt-5.4-nano]")
         return tuple(names)
-    if not isinstance(value, str) or not value.strip():
-        raise _error(where, key, f"is {value!r}, not a single name",
+    if not isinstance(value, str) or not _NAME.fullmatch(value.strip()):
+        raise _error(where, key, f"is {value!r}, not a single name (letters, digits, '_' and '-')",
                      "write one name, for example region: eastus" if key == "region" else None)
     return value.strip()
 

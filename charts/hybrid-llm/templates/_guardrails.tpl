@@ -182,6 +182,18 @@ The schema handles types, enums and ranges; these checks need more than one valu
 {{- if ne (len $names) (len (uniq $names)) }}
 {{- fail (printf "gateway model names repeat across gateway.publicModel, gateway.codeAliases and kaito.adapters (%s). Fix: give each a distinct name." (join ", " $names)) }}
 {{- end }}
+{{- /* Env the chart sets itself; a second entry with the same name would silently replace or lose to it. */ -}}
+{{- $chartEnv := list "PYTHONUNBUFFERED" }}
+{{- $seenEnv := list }}
+{{- range $g.extraEnv }}
+{{- if has .name $chartEnv }}
+{{- fail (printf "gateway.extraEnv sets %s, which the chart sets itself on the gateway container: one of the two would silently win. Fix: remove that entry from gateway.extraEnv." .name) }}
+{{- end }}
+{{- if has .name $seenEnv }}
+{{- fail (printf "gateway.extraEnv sets %s twice: Kubernetes keeps only one of them. Fix: keep one entry for %s." .name .name) }}
+{{- end }}
+{{- $seenEnv = append $seenEnv .name }}
+{{- end }}
 {{- if gt (int $g.autoscaling.minReplicas) (int $g.autoscaling.maxReplicas) }}
 {{- fail (printf "gateway.autoscaling.minReplicas (%d) is above maxReplicas (%d). Fix: make minReplicas <= maxReplicas." (int $g.autoscaling.minReplicas) (int $g.autoscaling.maxReplicas)) }}
 {{- end }}
@@ -201,6 +213,13 @@ The schema handles types, enums and ranges; these checks need more than one valu
 {{- fail (printf "%s.stickyBy is key but gateway.auth.enabled is false: without keys every request looks the same and would land on one arm. Fix: set %s.stickyBy=header:<name> (a header your clients send, such as x-llm-user), or turn gateway.auth on." $at $at) }}
 {{- end }}
 {{- end }}
+{{- end }}
+{{- end }}
+{{- /* An image needs a tag or a digest; a bare repository means whatever `latest` is on the day. */ -}}
+{{- $images := dict "gateway.image" .Values.gateway.image "gateway.test.image" .Values.gateway.test.image "modelAccess.keyVault.syncer.image" .Values.modelAccess.keyVault.syncer.image "serving.nodeAnchor.image" .Values.serving.nodeAnchor.image }}
+{{- range $at, $image := $images }}
+{{- if not (or $image.tag $image.digest) }}
+{{- fail (printf "%s has neither a tag nor a digest: %s alone would pull whatever `latest` is on the day. Fix: set %s.tag to a version, or %s.digest to the sha256 digest to pull." $at $image.repository $at $at) }}
 {{- end }}
 {{- end }}
 {{- end -}}

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from ..errors import UserError
+from ..layout import require_checkout
 
 KEY_ENV = "HYBRID_LLM_GATEWAY_KEY"
 DEFAULT_BACKENDS = "vllm-customer,azure-openai"
@@ -252,6 +253,7 @@ def _evaluation(args: argparse.Namespace) -> str:
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     try:
+        require_checkout()
         print(_live(args) if args.prometheus else _evaluation(args))
     except UserError as exc:
         print(f"error: {exc.where}: {exc.problem}" + (f" (fix: {exc.fix})" if exc.fix else ""), file=sys.stderr)

@@ -1,6 +1,6 @@
 """What the reachability check costs per profile (monitoring on): the analyser's one-off import,
 then per profile the render for reference, a check with an empty cache and a repeated check.
-Prints a table; not a test. Run from scripts/: python -m hybridllm.validation.reachability_bench"""
+Prints a table; not a test: python -m hybridllm.validation.reachability_bench"""
 
 from __future__ import annotations
 

@@ -39,6 +39,8 @@ metadata:
     {{- /* Kept after a failure, so its log (the diagnosis) can be read. */}}
     helm.sh/hook-delete-policy: before-hook-creation,hook-succeeded
     helm.sh/hook-output-log-policy: hook-succeeded,hook-failed
+    {{- $skips := concat (list "CKV_K8S_38=the applier reads nodes and applies the InferenceSets and node anchors through the Kubernetes API, so its pod needs the service account token") (include "hybrid-llm.checkov.gatewayImageSkips" $ | fromJsonArray) }}
+    {{- include "hybrid-llm.checkov.skips" $skips | nindent 4 }}
 spec:
   backoffLimit: 2
   podFailurePolicy:
@@ -67,13 +69,17 @@ spec:
       serviceAccountName: {{ include "hybrid-llm.serving.applierName" $ }}
       restartPolicy: Never
       enableServiceLinks: false
+      {{- /* The gateway image's pull secrets and security contexts: the user and filesystem settings belong to the image. */}}
+      {{- with include "hybrid-llm.imagePullSecrets" (list $.Values.imagePullSecrets $.Values.gateway.imagePullSecrets) }}
+      {{- . | nindent 6 }}
+      {{- end }}
       securityContext:
-        {{- include "hybrid-llm.pod.securityContext" $ | nindent 8 }}
+        {{- toYaml $.Values.gateway.podSecurityContext | nindent 8 }}
       containers:
         - name: apply
           {{- /* The gateway image carries the applier (gateway/Dockerfile); its values, not the gateway Deployment, so this works with gateway.enabled=false. */}}
           image: {{ include "hybrid-llm.image" $.Values.gateway.image }}
-          imagePullPolicy: {{ $.Values.gateway.image.pullPolicy }}
+          imagePullPolicy: {{ include "hybrid-llm.image.pullPolicy" $.Values.gateway.image }}
           command: ["python", "-m", "applier"]
           args:
             - --manifests=/etc/hybrid-llm/serving
@@ -89,7 +95,7 @@ spec:
             - {{ . }}
             {{- end }}
           securityContext:
-            {{- include "hybrid-llm.container.securityContext" $ | nindent 12 }}
+            {{- toYaml $.Values.gateway.securityContext | nindent 12 }}
           resources:
             {{- toYaml $applier.resources | nindent 12 }}
           volumeMounts:

@@ -109,11 +109,14 @@ metadata:
   labels:
     {{- include "hybrid-llm.serving.appliedLabels" $ | nindent 4 }}
     app.kubernetes.io/component: node-anchor-{{ .name }}
-  {{- if eq $.Values.nodePools.mode "aks" }}
   annotations:
+    {{- if eq $.Values.nodePools.mode "aks" }}
     {{- /* The pool is an AKS agent pool that scripts/nodepools.py creates, outside the render: this tells validators its node labels and taints. */}}
     hybrid-llm.io/external-node-pool: {{ dict "name" .path.nodePool.aksPoolName "labels" (include "hybrid-llm.path.nodeLabels" . | fromYaml) "taints" (include "hybrid-llm.path.nodeTaints" . | fromYamlArray) "osDiskSizeGB" $.Values.nodePools.aks.osDiskSizeGB | toJson | quote }}
-  {{- end }}
+    {{- end }}
+    {{- $noProbe := "a pause container only holds a node for the path; there is nothing to probe" }}
+    {{- $skips := concat (list (printf "CKV_K8S_8=%s" $noProbe) (printf "CKV_K8S_9=%s" $noProbe)) (include "hybrid-llm.checkov.imageSkips" (dict "image" $anchor.image) | fromJsonArray) }}
+    {{- include "hybrid-llm.checkov.skips" $skips | nindent 4 }}
   {{- /* Owned by the Helm-managed serving ConfigMap whatever serving.keepOnUninstall says (an anchor is never worth keeping), so `helm uninstall` removes one a failed Job left. The applier fills in the UID. */}}
   ownerReferences:
     - apiVersion: v1
@@ -138,6 +141,9 @@ spec:
       automountServiceAccountToken: false
       enableServiceLinks: false
       terminationGracePeriodSeconds: 0
+      {{- with include "hybrid-llm.imagePullSecrets" (list $.Values.imagePullSecrets) }}
+      {{- . | nindent 6 }}
+      {{- end }}
       securityContext:
         {{- include "hybrid-llm.pod.securityContext" $ | nindent 8 }}
       nodeSelector:
@@ -152,7 +158,7 @@ spec:
       containers:
         - name: pause
           image: {{ include "hybrid-llm.image" $anchor.image }}
-          imagePullPolicy: {{ $anchor.image.pullPolicy }}
+          imagePullPolicy: {{ include "hybrid-llm.image.pullPolicy" $anchor.image }}
           securityContext:
             {{- include "hybrid-llm.container.securityContext" $ | nindent 12 }}
           resources:
